@@ -1,0 +1,106 @@
+"""The typed Settings object, read once from the environment and `.env`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Settings(BaseSettings):
+    """Every bot-wide setting. Field names map to upper-case environment keys."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    discord_token: SecretStr | None = Field(
+        default=None, description="Bot token from the Discord developer portal (Bot → Reset Token)."
+    )
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///data/concord.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://user:pw@host/db.",
+    )
+    shard_count: int | None = Field(
+        default=None, ge=1, description="Number of gateway shards; empty lets Discord decide."
+    )
+    dev_guild_id: int | None = Field(
+        default=None, description="Guild id to sync slash commands to at start (instant, for development)."
+    )
+    owner_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Comma-separated user ids with owner rights, besides the app owner."
+    )
+    message_content_intent: bool = Field(
+        default=False,
+        description="Request the privileged Message Content intent (must be enabled in the developer portal).",
+    )
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    guild_ready_timeout: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds to wait for guilds to stream in before on_ready."
+    )
+    providers_file: Path | None = Field(
+        default=None, description="Path to providers.toml listing the AI gateways (see README)."
+    )
+    discord_api_base: str = Field(
+        default="https://discord.com/api/v10",
+        description="Discord REST base URL; change only for a REST proxy or the test emulator.",
+    )
+    discord_gateway_url: str | None = Field(
+        default=None, description="Discord gateway URL override; empty uses the one Discord advertises."
+    )
+
+    @field_validator("owner_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("shard_count", "dev_guild_id", "providers_file", "discord_gateway_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
+    """Read settings, turning validation errors into one sentence per bad key."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        lines.append(f"Invalid setting {key}: {error['msg']} (got {error.get('input')!r}).")
+    return " ".join(lines)
