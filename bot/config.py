@@ -98,9 +98,14 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         raise ConfigError(describe_validation_error(exc)) from None
 
 
+# Values of these keys may hold credentials, so errors never echo them.
+SECRET_KEYS = frozenset({"DISCORD_TOKEN", "DATABASE_URL"})
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         key = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-        lines.append(f"Invalid setting {key}: {error['msg']} (got {error.get('input')!r}).")
+        shown = "" if key in SECRET_KEYS else f" (got {error.get('input')!r})"
+        lines.append(f"Invalid setting {key}: {error['msg']}{shown}.")
     return " ".join(lines)

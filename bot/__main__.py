@@ -1,0 +1,161 @@
+"""Concord's command line: run | migrate | doctor | commands | sync."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+import discord
+
+from bot.app import Concord, point_discord_at
+from bot.config import Settings, load_settings
+from bot.doctor import render, run_checks
+from bot.errors import ConfigError
+from bot.logging_setup import setup_logging
+from bot.resources import Resources, open_resources
+from bot.store.migrate import upgrade
+
+log = logging.getLogger("bot")
+
+NO_TOKEN = (
+    "DISCORD_TOKEN is not set: add DISCORD_TOKEN=<your bot token> to .env "
+    "(copy .env.example; the token is under Bot → Reset Token in the Discord developer portal)."
+)
+BAD_TOKEN = (
+    "Discord rejected DISCORD_TOKEN: reset the token in the Discord developer portal (Bot → Reset Token) "
+    "and put the new one in .env."
+)
+INTENT_MISSING = (
+    "MESSAGE_CONTENT_INTENT=true but the intent is not enabled for this bot: enable Message Content Intent "
+    "in the developer portal (Bot page) or set MESSAGE_CONTENT_INTENT=false in .env."
+)
+
+
+class UsageError(Exception):
+    """A problem the operator fixes; printed as one sentence, exit code 2."""
+
+
+def build_bot(resources: Resources) -> Concord:
+    return Concord(
+        settings=resources.settings,
+        http_session=resources.http_session,
+        db_engine=resources.db_engine,
+        db_sessions=resources.db_sessions,
+        providers=resources.providers,
+    )
+
+
+def require_token(settings: Settings) -> str:
+    token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
+    if not token:
+        raise UsageError(NO_TOKEN)
+    return token
+
+
+async def run(settings: Settings) -> None:
+    token = require_token(settings)
+    point_discord_at(settings)
+    async with open_resources(settings) as resources:
+        await upgrade(resources.db_engine)
+        bot = build_bot(resources)
+        try:
+            async with bot:
+                await bot.start(token)
+        except discord.LoginFailure:
+            raise UsageError(BAD_TOKEN) from None
+        except discord.PrivilegedIntentsRequired:
+            raise UsageError(INTENT_MISSING) from None
+        except (aiohttp.ClientConnectionError, discord.GatewayNotFound) as exc:
+            raise UsageError(f"Could not reach Discord ({type(exc).__name__}); check the network.") from None
+
+
+async def migrate(settings: Settings) -> None:
+    async with open_resources(settings) as resources:
+        await upgrade(resources.db_engine)
+    print("Database is at the latest schema.")
+
+
+async def doctor(settings: Settings) -> int:
+    point_discord_at(settings)
+    async with open_resources(settings) as resources:
+        checks = await run_checks(resources)
+    print(render(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+async def describe_commands(settings: Settings) -> list[dict[str, object]]:
+    """The slash-command tree as Discord would receive it, without connecting anywhere."""
+    async with open_resources(settings) as resources:
+        bot = build_bot(resources)
+        await bot.load_extensions()
+        tree = bot.tree
+        return [command.to_dict(tree) for command in tree.get_commands()]
+
+
+async def sync(settings: Settings, guild_id: int | None) -> None:
+    token = require_token(settings)
+    point_discord_at(settings)
+    async with open_resources(settings) as resources:
+        bot = build_bot(resources)
+        try:
+            async with bot:
+                await bot.login(token)
+                guild = discord.Object(guild_id) if guild_id else None
+                if guild is not None:
+                    bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+        except discord.LoginFailure:
+            raise UsageError(BAD_TOKEN) from None
+    print(f"Synced {len(synced)} commands {'to guild ' + str(guild_id) if guild_id else 'globally'}.")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Concord, a Discord AI bot.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="connect to Discord and serve (default)")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("doctor", help="check configuration, database, voice libraries and providers")
+    commands_parser = sub.add_parser("commands", help="print the slash-command tree")
+    commands_parser.add_argument("--json", action="store_true", help="print JSON (the default and only format)")
+    sync_parser = sub.add_parser("sync", help="sync slash commands with Discord")
+    sync_parser.add_argument("--guild", type=int, default=None, help="sync to this guild only (instant)")
+    args = parser.parse_args(argv)
+    args.command = args.command or "run"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    secrets = [settings.discord_token.get_secret_value()] if settings.discord_token else []
+    setup_logging(settings.log_level, secrets)
+    try:
+        if args.command == "run":
+            asyncio.run(run(settings))
+        elif args.command == "migrate":
+            asyncio.run(migrate(settings))
+        elif args.command == "doctor":
+            return asyncio.run(doctor(settings))
+        elif args.command == "commands":
+            print(json.dumps(asyncio.run(describe_commands(settings)), indent=2))
+        elif args.command == "sync":
+            asyncio.run(sync(settings, args.guild))
+    except (UsageError, ConfigError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The Concord bot: receives its shared resources, loads the cogs and owns their lifetime."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.discordkit.tree import ConcordTree
+
+if TYPE_CHECKING:
+    from bot.providers import ProviderClient
+
+log = logging.getLogger(__name__)
+
+# Every capability is one extension; a failing one is logged and the rest still load.
+EXTENSIONS: tuple[str, ...] = ("cogs.meta",)
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Send REST and gateway traffic where settings say (a REST proxy, or the test emulator)."""
+    discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+def build_intents(settings: Settings) -> discord.Intents:
+    intents = discord.Intents.default()  # guilds, guild + DM messages, voice states; no privileged ones
+    intents.message_content = settings.message_content_intent
+    intents.typing = False
+    intents.presences = False
+    return intents
+
+
+class Concord(commands.AutoShardedBot):
+    """The bot. Shared resources come in through the constructor; cogs reach them as attributes."""
+
+    tree: ConcordTree
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        http_session: aiohttp.ClientSession,
+        db_engine: AsyncEngine,
+        db_sessions: async_sessionmaker[AsyncSession],
+        providers: ProviderClient | None,
+        extensions: tuple[str, ...] = EXTENSIONS,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=build_intents(settings),
+            tree_cls=ConcordTree,
+            shard_count=settings.shard_count,
+            allowed_mentions=discord.AllowedMentions.none(),
+            guild_ready_timeout=settings.guild_ready_timeout,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+        )
+        self.settings = settings
+        self.http_session = http_session
+        self.db_engine = db_engine
+        self.db_sessions = db_sessions
+        self.providers = providers
+        self.extensions_to_load = extensions
+        self.failed_extensions: dict[str, str] = {}
+
+    async def load_extensions(self) -> None:
+        for extension in self.extensions_to_load:
+            try:
+                await self.load_extension(extension)
+            except Exception as exc:
+                self.failed_extensions[extension] = f"{type(exc).__name__}: {exc}"
+                log.exception("Extension %s failed to load; continuing without it", extension)
+
+    async def setup_hook(self) -> None:
+        await self.load_extensions()
+        if self.settings.dev_guild_id:
+            guild = discord.Object(self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("Synced %d commands to dev guild %s", len(synced), self.settings.dev_guild_id)
+
+    async def is_owner(self, user: discord.abc.User) -> bool:
+        """Owners are OWNER_IDS plus the application's owner (or its team)."""
+        if user.id in self.settings.owner_ids:
+            return True
+        return await super().is_owner(user)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("Logged in as %s (%s) in %d guilds", self.user, self.user.id, len(self.guilds))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        # Concord has only slash commands; cogs that read messages (chat) listen for them themselves.
+        return

@@ -1,0 +1,41 @@
+"""One helper that answers an interaction whatever state it is in."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+
+log = logging.getLogger(__name__)
+
+
+async def reply(
+    interaction: discord.Interaction[Any],
+    content: str | None = None,
+    *,
+    embed: discord.Embed | None = None,
+    ephemeral: bool = True,
+    view: discord.ui.View | None = None,
+) -> None:
+    """Send to the user: the initial response, else a followup, else (token expired) the channel.
+
+    Ephemeral messages cannot fall back to the channel: that would show a private message to everyone.
+    """
+    kwargs: dict[str, Any] = {"content": content}
+    if embed is not None:
+        kwargs["embed"] = embed
+    if view is not None:
+        kwargs["view"] = view
+    if not interaction.response.is_done():
+        await interaction.response.send_message(ephemeral=ephemeral, **kwargs)
+        return
+    if not interaction.is_expired():
+        await interaction.followup.send(ephemeral=ephemeral, **kwargs)
+        return
+    if ephemeral:
+        log.info("Dropped an ephemeral reply: interaction %s expired", interaction.id)
+        return
+    channel = interaction.channel
+    if isinstance(channel, discord.abc.Messageable):
+        await channel.send(**kwargs)
