@@ -17,7 +17,7 @@ from bot.config import Settings, load_settings
 from bot.doctor import render, run_checks
 from bot.errors import ConfigError
 from bot.logging_setup import setup_logging
-from bot.resources import Resources, open_resources
+from bot.resources import open_resources
 from bot.store.migrate import upgrade
 
 log = logging.getLogger("bot")
@@ -40,16 +40,6 @@ class UsageError(Exception):
     """A problem the operator fixes; printed as one sentence, exit code 2."""
 
 
-def build_bot(resources: Resources) -> Concord:
-    return Concord(
-        settings=resources.settings,
-        http_session=resources.http_session,
-        db_engine=resources.db_engine,
-        db_sessions=resources.db_sessions,
-        providers=resources.providers,
-    )
-
-
 def require_token(settings: Settings) -> str:
     token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
     if not token:
@@ -62,7 +52,7 @@ async def run(settings: Settings) -> None:
     point_discord_at(settings)
     async with open_resources(settings) as resources:
         await upgrade(resources.db_engine)
-        bot = build_bot(resources)
+        bot = Concord.from_resources(resources)
         try:
             async with bot:
                 await bot.start(token)
@@ -91,7 +81,7 @@ async def doctor(settings: Settings) -> int:
 async def describe_commands(settings: Settings) -> list[dict[str, object]]:
     """The slash-command tree as Discord would receive it, without connecting anywhere."""
     async with open_resources(settings) as resources:
-        bot = build_bot(resources)
+        bot = Concord.from_resources(resources)
         await bot.load_extensions()
         tree = bot.tree
         return [command.to_dict(tree) for command in tree.get_commands()]
@@ -101,7 +91,7 @@ async def sync(settings: Settings, guild_id: int | None) -> None:
     token = require_token(settings)
     point_discord_at(settings)
     async with open_resources(settings) as resources:
-        bot = build_bot(resources)
+        bot = Concord.from_resources(resources)
         try:
             async with bot:
                 await bot.login(token)
@@ -121,7 +111,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("doctor", help="check configuration, database, voice libraries and providers")
     commands_parser = sub.add_parser("commands", help="print the slash-command tree")
-    commands_parser.add_argument("--json", action="store_true", help="print JSON (the default and only format)")
+    commands_parser.add_argument(
+        "--json", action="store_true", help="print JSON (the default and only format)"
+    )
     sync_parser = sub.add_parser("sync", help="sync slash commands with Discord")
     sync_parser.add_argument("--guild", type=int, default=None, help="sync to this guild only (instant)")
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -17,6 +17,7 @@ from bot.discordkit.tree import ConcordTree
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
+    from bot.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class Concord(commands.AutoShardedBot):
             shard_count=settings.shard_count,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=settings.guild_ready_timeout,
-            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=True, private_channel=True
+            ),
             allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
         )
         self.settings = settings
@@ -72,6 +75,17 @@ class Concord(commands.AutoShardedBot):
         self.providers = providers
         self.extensions_to_load = extensions
         self.failed_extensions: dict[str, str] = {}
+
+    @classmethod
+    def from_resources(cls, resources: Resources, *, extensions: tuple[str, ...] = EXTENSIONS) -> Concord:
+        return cls(
+            settings=resources.settings,
+            http_session=resources.http_session,
+            db_engine=resources.db_engine,
+            db_sessions=resources.db_sessions,
+            providers=resources.providers,
+            extensions=extensions,
+        )
 
     async def load_extensions(self) -> None:
         for extension in self.extensions_to_load:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,7 +41,7 @@ class Settings(BaseSettings):
     )
     message_content_intent: bool = Field(
         default=False,
-        description="Request the privileged Message Content intent (must be enabled in the developer portal).",
+        description="Request the privileged Message Content intent (enable it in the developer portal first).",
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     guild_ready_timeout: float = Field(
@@ -90,10 +89,10 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
     """Read settings, turning validation errors into one sentence per bad key."""
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
 

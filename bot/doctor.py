@@ -38,10 +38,14 @@ async def check_discord(resources: Resources) -> Check:
                     "Discord token", False, "Discord rejected the token.", "Reset it in the developer portal."
                 )
             if response.status != 200:
-                return Check("Discord token", False, f"Discord answered HTTP {response.status}.", "Retry later.")
+                return Check(
+                    "Discord token", False, f"Discord answered HTTP {response.status}.", "Retry later."
+                )
             user = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return Check("Discord token", False, f"Discord is unreachable ({type(exc).__name__}).", "Check the network.")
+        return Check(
+            "Discord token", False, f"Discord is unreachable ({type(exc).__name__}).", "Check the network."
+        )
     return Check("Discord token", True, f"Logs in as {user.get('username', '?')} ({user.get('id', '?')}).")
 
 
@@ -86,15 +90,19 @@ async def check_providers(resources: Resources) -> list[Check]:
     if not resources.providers.providers:
         return [
             Check(
-                "Providers", False, "No AI provider is configured.", "Set PROVIDERS_FILE (see providers.example.toml)."
+                "Providers",
+                False,
+                "No AI provider is configured.",
+                "Set PROVIDERS_FILE (see providers.example.toml).",
             )
         ]
     checks = []
     for health in await resources.providers.health():
+        where = f"{health.profile} at {health.base_url}"
         detail = (
-            f"{health.profile} at {health.base_url}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}"
+            f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}"
             if health.reachable
-            else f"{health.profile} at {health.base_url}: {health.problem}"
+            else f"{where}: {health.problem}"
         )
         checks.append(Check(f"Provider {health.name}", health.reachable, detail, health.fix or ""))
     return checks
@@ -104,9 +112,14 @@ async def run_checks(resources: Resources) -> list[Check]:
     discord_check, database_check, provider_checks = await asyncio.gather(
         check_discord(resources), check_database(resources), check_providers(resources)
     )
-    return [Check("Settings", True, "Loaded."), discord_check, database_check, check_ffmpeg(), check_opus()] + (
-        provider_checks
-    )
+    return [
+        Check("Settings", True, "Loaded."),
+        discord_check,
+        database_check,
+        check_ffmpeg(),
+        check_opus(),
+        *provider_checks,
+    ]
 
 
 def render(checks: list[Check]) -> str:

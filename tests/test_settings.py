@@ -55,7 +55,9 @@ def test_postgres_url_switches_backend(monkeypatch: pytest.MonkeyPatch) -> None:
         ("GUILD_READY_TIMEOUT", "-1", "GUILD_READY_TIMEOUT"),
     ],
 )
-def test_invalid_values_name_the_key(monkeypatch: pytest.MonkeyPatch, key: str, value: str, expected: str) -> None:
+def test_invalid_values_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, expected: str
+) -> None:
     monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError) as caught:
         load_settings(env_file=None)

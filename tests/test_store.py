@@ -24,7 +24,9 @@ async def test_last_messages_of_a_channel_use_the_index(
         session.add_all([first, other])
         await session.flush()
         for i in range(30):
-            session.add(ConversationMessage(conversation_id=first.id, role="user", content=f"m{i}", author_id=5))
+            session.add(
+                ConversationMessage(conversation_id=first.id, role="user", content=f"m{i}", author_id=5)
+            )
         session.add(ConversationMessage(conversation_id=other.id, role="user", content="dm", author_id=5))
 
     recent = (
@@ -49,10 +51,14 @@ async def test_last_messages_of_a_channel_use_the_index(
     assert any("ix_conversation_messages_recent" in str(row) for row in plan), plan
 
 
-async def test_deleting_a_conversation_deletes_its_messages(db_sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_deleting_a_conversation_deletes_its_messages(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
     async with db_sessions.begin() as session:
         conversation = Conversation(channel_id=333)
-        conversation.messages.append(ConversationMessage(role="user", content="hello", discord_message_ids=[9]))
+        conversation.messages.append(
+            ConversationMessage(role="user", content="hello", discord_message_ids=[9])
+        )
         session.add(conversation)
     async with db_sessions.begin() as session:
         await session.execute(text("DELETE FROM conversations WHERE channel_id = 333"))

@@ -46,7 +46,9 @@ def describe_error(error: app_commands.AppCommandError) -> str | None:
 class ConcordTree(app_commands.CommandTree[Any]):
     """Owns error handling for every app command."""
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
         message = describe_error(error)
         if message is None:
             correlation_id = secrets.token_hex(4)
@@ -59,8 +61,12 @@ class ConcordTree(app_commands.CommandTree[Any]):
                 interaction.guild_id,
                 exc_info=error,
             )
-            message = f"Something went wrong on our side. If it keeps happening, quote error id `{correlation_id}`."
+            message = (
+                f"Something went wrong on our side. If it keeps happening, quote error id `{correlation_id}`."
+            )
         try:
             await reply(interaction, message, ephemeral=True)
         except discord.HTTPException:
-            log.warning("Could not deliver an error message for interaction %s", interaction.id, exc_info=True)
+            log.warning(
+                "Could not deliver an error message for interaction %s", interaction.id, exc_info=True
+            )
