@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     )
     message_content_intent: bool = Field(
         default=False,
-        description="Request the privileged Message Content intent (enable it in the developer portal first).",
+        description="Request the privileged Message Content intent (enable it in the portal first).",
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     guild_ready_timeout: float = Field(
