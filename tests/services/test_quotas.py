@@ -1,0 +1,266 @@
+"""Quotas: each window denies at its cap and resets when it passes, atomic under concurrency, refunds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.errors import InvalidInput
+from bot.providers.errors import ProviderUnavailable
+from bot.services.quotas import (
+    FREE_PLAN,
+    PREMIUM_PLAN,
+    UNLIMITED_PLAN,
+    Feature,
+    QuotaExceeded,
+    QuotaService,
+    Window,
+    chat_feature_for,
+    parse_custom_limits,
+    resolve_plan,
+)
+from bot.store.engine import create_sessionmaker
+from bot.store.models import GuildSettings, QuotaUsage
+from tests.services.conftest import FakeClock
+
+USER = 111_111_111_111_111_111
+GUILD = 222_222_222_222_222_222
+ROLE = 333_333_333_333_333_333
+
+
+@pytest.fixture
+def quotas(db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> QuotaService:
+    return QuotaService(db_sessions, clock=clock)
+
+
+async def use(quotas: QuotaService, feature: Feature, times: int, **where: object) -> None:
+    for _ in range(times):
+        await quotas.consume(USER, feature, **where)  # type: ignore[arg-type]
+
+
+def test_default_plans_are_the_seed_numbers() -> None:
+    assert FREE_PLAN.caps(Feature.LLM) == {Window.MINUTE: 10, Window.HOUR: None, Window.DAY: 2000}
+    assert FREE_PLAN.caps(Feature.CLOSED_LLM) == {Window.MINUTE: None, Window.HOUR: 25, Window.DAY: 100}
+    assert FREE_PLAN.caps(Feature.IMAGINE) == {Window.MINUTE: None, Window.HOUR: None, Window.DAY: 20}
+    assert PREMIUM_PLAN.caps(Feature.LLM) == {Window.MINUTE: 30, Window.HOUR: None, Window.DAY: 5000}
+    assert PREMIUM_PLAN.caps(Feature.CLOSED_LLM)[Window.DAY] == 300
+    assert (FREE_PLAN.max_input_chars, PREMIUM_PLAN.max_input_chars) == (1000, 5000)
+
+
+async def test_minute_window_denies_at_the_limit_and_resets(quotas: QuotaService, clock: FakeClock) -> None:
+    await use(quotas, Feature.LLM, 10)
+    with pytest.raises(QuotaExceeded) as denied:
+        await quotas.consume(USER, Feature.LLM)
+    assert denied.value.window is Window.MINUTE
+    reset_at = int(clock.now // 60 * 60 + 60)
+    assert denied.value.resets_at == reset_at
+    assert f"<t:{reset_at}:R>" in denied.value.user_message and "minute" in denied.value.user_message
+    clock.advance(reset_at - clock.now)
+    await quotas.consume(USER, Feature.LLM)
+
+
+async def test_hour_window_denies_at_the_limit_and_resets(quotas: QuotaService, clock: FakeClock) -> None:
+    for _ in range(25):
+        await quotas.consume(USER, Feature.CLOSED_LLM)
+    with pytest.raises(QuotaExceeded) as denied:
+        await quotas.consume(USER, Feature.CLOSED_LLM)
+    assert denied.value.window is Window.HOUR
+    clock.advance(3599 - clock.now % 3600)
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.CLOSED_LLM)  # a second before the hour ends
+    clock.advance(1)
+    await quotas.consume(USER, Feature.CLOSED_LLM)
+
+
+async def test_day_window_denies_at_the_limit_and_resets(quotas: QuotaService, clock: FakeClock) -> None:
+    for _ in range(20):
+        await quotas.consume(USER, Feature.IMAGINE)
+        clock.advance(61)  # the day cap is the only one; minutes passing don't help
+    with pytest.raises(QuotaExceeded) as denied:
+        await quotas.consume(USER, Feature.IMAGINE)
+    assert denied.value.window is Window.DAY
+    clock.advance(86400 - clock.now % 86400)
+    await quotas.consume(USER, Feature.IMAGINE)
+
+
+async def test_denial_by_a_later_window_releases_the_earlier_ones(
+    quotas: QuotaService, db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    # LLM free: 10/minute, 2000/day. With the day full, a denied call must not eat a minute slot.
+    async with db_sessions() as session:
+        session.add(
+            QuotaUsage(
+                user_id=USER,
+                feature="llm",
+                window="day",
+                window_start=int(clock.now // 86400 * 86400),
+                used=2000,
+            )
+        )
+        await session.commit()
+    with pytest.raises(QuotaExceeded) as denied:
+        await quotas.consume(USER, Feature.LLM)
+    assert denied.value.window is Window.DAY
+    report = await quotas.report(USER)
+    [llm] = [f for f in report.features if f.feature is Feature.LLM]
+    assert {w.window: w.used for w in llm.windows} == {Window.MINUTE: 0, Window.HOUR: 0, Window.DAY: 2000}
+
+
+async def test_dm_and_guild_share_one_allowance(quotas: QuotaService) -> None:
+    await use(quotas, Feature.LLM, 6, guild_id=GUILD)
+    await use(quotas, Feature.LLM, 4, guild_id=None)  # a DM (or a user-installed context)
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM, guild_id=GUILD)
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM)
+
+
+async def test_reservation_refunds_when_the_provider_fails(quotas: QuotaService) -> None:
+    await use(quotas, Feature.LLM, 9)
+    with pytest.raises(ProviderUnavailable):
+        async with quotas.reserve(USER, Feature.LLM):
+            raise ProviderUnavailable("chat", [])
+    async with quotas.reserve(USER, Feature.LLM) as reservation:  # the refunded unit is the 10th
+        assert reservation.grant is not None
+    with pytest.raises(QuotaExceeded):
+        async with quotas.reserve(USER, Feature.LLM):
+            pytest.fail("the provider must not be called once the quota is used up")
+
+
+async def test_kept_reservation_is_charged_even_if_the_block_fails(quotas: QuotaService) -> None:
+    with pytest.raises(RuntimeError):
+        async with quotas.reserve(USER, Feature.SONGS) as reservation:
+            reservation.keep()
+            raise RuntimeError("discord send failed after the song was made")
+    report = await quotas.report(USER)
+    [songs] = [f for f in report.features if f.feature is Feature.SONGS]
+    assert {w.window: w.used for w in songs.windows if w.cap is not None} == {Window.HOUR: 1, Window.DAY: 1}
+
+
+async def test_reset_gives_the_allowance_back(quotas: QuotaService) -> None:
+    await use(quotas, Feature.LLM, 10)
+    assert await quotas.reset(USER, Feature.LLM) >= 1
+    await quotas.consume(USER, Feature.LLM)
+
+
+async def test_report_shows_remaining_per_window(quotas: QuotaService, clock: FakeClock) -> None:
+    await use(quotas, Feature.VISION, 3)
+    report = await quotas.report(USER)
+    assert report.plan is FREE_PLAN
+    [vision] = [f for f in report.features if f.feature is Feature.VISION]
+    by_window = {w.window: w for w in vision.windows}
+    assert by_window[Window.MINUTE].remaining is None  # no per-minute limit
+    assert by_window[Window.HOUR].remaining == 22
+    assert by_window[Window.DAY].remaining == 97
+    assert by_window[Window.HOUR].resets_at == clock.now // 3600 * 3600 + 3600
+
+
+async def test_role_plans_and_bypass_role_come_from_guild_settings(
+    quotas: QuotaService, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    other_role, bypass = ROLE + 1, ROLE + 2
+    async with db_sessions() as session:
+        session.add(
+            GuildSettings(
+                guild_id=GUILD,
+                role_plans={str(ROLE): "premium", str(other_role): {"llm": {"minute": 2}}},
+                quota_bypass_role_id=bypass,
+            )
+        )
+        await session.commit()
+    assert (await quotas.plan_for(GUILD, [ROLE])).caps(Feature.LLM)[Window.MINUTE] == 30
+    assert (await quotas.plan_for(GUILD, [other_role])).caps(Feature.LLM)[Window.MINUTE] == 2
+    assert (await quotas.plan_for(GUILD, [])).name == "free"
+    assert (await quotas.plan_for(GUILD, [bypass])) is UNLIMITED_PLAN
+    await use(quotas, Feature.LLM, 2, guild_id=GUILD, role_ids=[other_role])
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM, guild_id=GUILD, role_ids=[other_role])
+    await use(quotas, Feature.LLM, 50, guild_id=GUILD, role_ids=[bypass])  # not counted at all
+
+
+def test_plan_resolution_picks_the_most_generous_cap() -> None:
+    plans = {str(ROLE): "premium", str(ROLE + 1): {"imagine": {"day": 500}}}
+    merged = resolve_plan(GUILD, [ROLE, ROLE + 1], plans, None)
+    assert merged.caps(Feature.IMAGINE)[Window.DAY] == 500
+    assert merged.caps(Feature.LLM)[Window.MINUTE] == 30
+    # The @everyone role (id = guild id) sets the guild's default plan.
+    assert resolve_plan(GUILD, [], {str(GUILD): "premium"}, None) is PREMIUM_PLAN
+    assert resolve_plan(None, [ROLE], plans, None) is FREE_PLAN  # DMs
+
+
+def test_custom_limits_parse_and_reject_nonsense() -> None:
+    assert parse_custom_limits("llm.minute=5, llm.day=- vision.hour=3") == {
+        "llm": {"minute": 5, "day": None},
+        "vision": {"hour": 3},
+    }
+    for bad in ("llm=5", "music.day=3", "llm.week=3", "llm.day=lots", ""):
+        with pytest.raises(InvalidInput):
+            parse_custom_limits(bad)
+
+
+def test_closed_source_models_count_separately() -> None:
+    assert chat_feature_for("gpt-4o") is Feature.CLOSED_LLM
+    assert chat_feature_for("claude-3-opus") is Feature.CLOSED_LLM
+    assert chat_feature_for("llama-3-70b") is Feature.LLM
+    assert chat_feature_for("mixtral-8x7b") is Feature.LLM
+
+
+async def test_zero_cap_means_the_feature_is_off(
+    quotas: QuotaService, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with db_sessions() as session:
+        session.add(GuildSettings(guild_id=GUILD, role_plans={str(GUILD): {"tts": {"day": 0}}}))
+        await session.commit()
+    with pytest.raises(QuotaExceeded, match="doesn't include"):
+        await quotas.consume(USER, Feature.TTS, guild_id=GUILD)
+
+
+async def _race_for_last_ten(sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> list[bool]:
+    quotas = QuotaService(sessions, clock=clock)
+    await use(quotas, Feature.IMAGINE, 10)  # 20/day: 10 left
+
+    async def one() -> bool:
+        try:
+            await quotas.consume(USER, Feature.IMAGINE)
+        except QuotaExceeded:
+            return False
+        return True
+
+    results = await asyncio.gather(*(one() for _ in range(50)))
+    async with sessions() as session:
+        used = await session.scalar(select(func.sum(QuotaUsage.used)).where(QuotaUsage.feature == "imagine"))
+    assert used == 20
+    return results
+
+
+async def test_fifty_concurrent_consumptions_of_the_last_ten_grant_exactly_ten_sqlite(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    results = await _race_for_last_ten(db_sessions, clock)
+    assert sum(results) == 10
+
+
+async def test_fifty_concurrent_consumptions_of_the_last_ten_grant_exactly_ten_postgresql(
+    pg_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    results = await _race_for_last_ten(create_sessionmaker(pg_engine), clock)
+    assert sum(results) == 10
+
+
+async def test_windows_deny_and_reset_on_postgresql(pg_engine: AsyncEngine, clock: FakeClock) -> None:
+    quotas = QuotaService(create_sessionmaker(pg_engine), clock=clock)
+    await use(quotas, Feature.LLM, 10)
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM)
+    clock.advance(60)
+    async with quotas.reserve(USER, Feature.LLM):
+        pass
+    with pytest.raises(ProviderUnavailable):
+        async with quotas.reserve(USER, Feature.LLM):
+            raise ProviderUnavailable("chat", [])
+    report = await quotas.report(USER)
+    [llm] = [f for f in report.features if f.feature is Feature.LLM]
+    assert {w.window: w.used for w in llm.windows}[Window.MINUTE] == 1
