@@ -1,4 +1,4 @@
-"""Per-channel chat history in the database, and the context (persona + recent whole turns) sent to a model."""
+"""Per-channel chat history in the database, and the context (persona + recent whole turns) for a model."""
 
 from __future__ import annotations
 
