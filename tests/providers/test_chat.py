@@ -46,7 +46,10 @@ async def test_chat_json_each_profile(profile, gateway, make_client):
     assert TEST_KEY not in sent.path and TEST_KEY not in str(sent.query)
     assert sent.json["stream"] is False
     assert sent.json["model"] == "m-1"
-    assert sent.json["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert sent.json["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
 
 
 async def test_purlabs_fields_reach_the_caller(gateway, make_client):
@@ -73,7 +76,11 @@ async def test_digicord_reports_its_upstream(gateway, make_client):
 @pytest.mark.parametrize(
     ("profile", "sent", "dropped"),
     [
-        ("airforce", {"temperature": 0.7, "top_p": 0.5, "top_k": 0, "max_tokens": 2048}, ["n", "stop", "user"]),
+        (
+            "airforce",
+            {"temperature": 0.7, "top_p": 0.5, "top_k": 0, "max_tokens": 2048},
+            ["n", "stop", "user"],
+        ),
         ("anyai", {"temperature": 0.7, "top_p": 0.5, "top_k": 0, "max_tokens": 2048}, ["presence_penalty"]),
         (
             "purlabs",
@@ -91,7 +98,9 @@ async def test_digicord_reports_its_upstream(gateway, make_client):
         ("digicord", {}, ["temperature", "top_k", "max_tokens"]),
     ],
 )
-async def test_each_profile_sends_only_its_documented_parameters(profile, sent, dropped, gateway, make_client):
+async def test_each_profile_sends_only_its_documented_parameters(
+    profile, sent, dropped, gateway, make_client
+):
     emu = await gateway(profile)
     client = make_client(config_for(emu))
     request = hello(
@@ -148,7 +157,9 @@ async def test_image_parts_digicord_uses_bare_string_form(gateway, make_client):
     emu = await gateway("digicord")
     client = make_client(config_for(emu))
     request = ChatRequest(
-        messages=[ChatMessage.user([TextPart("what is in this image?"), ImagePart("https://img.example/goku.png")])],
+        messages=[
+            ChatMessage.user([TextPart("what is in this image?"), ImagePart("https://img.example/goku.png")])
+        ],
         model="meta-llama/llama-3.2-11b-vision-instruct",
     )
 
@@ -164,7 +175,9 @@ async def test_image_parts_digicord_uses_bare_string_form(gateway, make_client):
 async def test_image_parts_openai_uses_object_form(gateway, make_client):
     emu = await gateway("openai")
     client = make_client(config_for(emu))
-    request = ChatRequest(messages=[ChatMessage.user([TextPart("look"), ImagePart("https://x.example/a.png", "low")])])
+    request = ChatRequest(
+        messages=[ChatMessage.user([TextPart("look"), ImagePart("https://x.example/a.png", "low")])]
+    )
 
     await client.chat(request)
 
@@ -203,7 +216,9 @@ async def test_image_message_skips_profiles_that_cannot_see(gateway, make_client
         ({"model": ""}, "model"),
     ],
 )
-async def test_chat_parameter_errors_name_the_parameter_and_send_nothing(kwargs, parameter, gateway, make_client):
+async def test_chat_parameter_errors_name_the_parameter_and_send_nothing(
+    kwargs, parameter, gateway, make_client
+):
     emu = await gateway("openai")
     client = make_client(config_for(emu))
 
@@ -219,7 +234,9 @@ async def test_message_validation_names_the_message(gateway, make_client):
     emu = await gateway("openai")
     client = make_client(config_for(emu))
     with pytest.raises(ParameterError) as caught:
-        await client.chat(ChatRequest(messages=[ChatMessage.user("ok"), ChatMessage(role="function", content="x")]))
+        await client.chat(
+            ChatRequest(messages=[ChatMessage.user("ok"), ChatMessage(role="function", content="x")])
+        )
     assert caught.value.parameter == "messages[1].name"
     with pytest.raises(ParameterError) as caught:
         await client.chat(ChatRequest(messages=[ChatMessage.user([ImagePart("ftp://x/y.png")])]))
@@ -284,7 +301,15 @@ async def test_stream_falls_back_to_json_when_gateway_ignores_stream(gateway, ma
         "chat",
         Status(
             200,
-            {"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"}, "finish_reason": "stop"}]},
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "whole"},
+                        "finish_reason": "stop",
+                    }
+                ]
+            },
         ),
     )
     items = await collect(make_client(config_for(emu)).chat_stream(hello()))

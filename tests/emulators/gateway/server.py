@@ -93,11 +93,11 @@ class GatewayEmulator:
     )
     suno_polls_before_finished: int = 2
     purlabs_records: bool = True
-    requests: list[RecordedRequest] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
     suno_clips: dict[str, SunoClipState] = field(default_factory=dict)
-    png: bytes = field(default_factory=media.png)
-    mp3: bytes = field(default_factory=media.mp3)
+    png: bytes = field(default_factory=media.png, repr=False)
+    mp3: bytes = field(default_factory=media.mp3, repr=False)
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
