@@ -41,9 +41,14 @@ async def config_show(interaction: discord.Interaction, key: str) -> None:
 
 
 @config.command(name="set", description="Change a setting")
-@app_commands.default_permissions(manage_guild=True)
 async def config_set(interaction: discord.Interaction, key: str, value: int) -> None:
     await interaction.response.send_message(f"{key} := {value}")
+
+
+@app_commands.command(description="Managers only")
+@app_commands.default_permissions(manage_guild=True)
+async def admin(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("admin ok")
 
 
 @app_commands.command(description="Is the bot alive?")
@@ -138,7 +143,7 @@ class ProbeBot(commands.AutoShardedBot):
         self.message_event = asyncio.Event()
 
     async def setup_hook(self) -> None:
-        for command in (ping, echo, slow, secret, feedback, vote, chat, upload, where):
+        for command in (admin, ping, echo, slow, secret, feedback, vote, chat, upload, where):
             self.tree.add_command(command)
         self.tree.add_command(config)
 
