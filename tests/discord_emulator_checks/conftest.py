@@ -54,9 +54,7 @@ def world(emu: DiscordEmulator) -> World:
 
 
 @pytest.fixture
-async def bot(
-    emu: DiscordEmulator, world: World, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[ProbeBot]:
+async def bot(emu: DiscordEmulator, world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProbeBot]:
     monkeypatch.setattr(discord.http.Route, "BASE", emu.api_base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url))
     client = ProbeBot()

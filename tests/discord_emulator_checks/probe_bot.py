@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -13,7 +13,9 @@ MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-3.5", "claude", "gemini"]
 
 
 class FeedbackModal(discord.ui.Modal, title="Feedback"):
-    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(label="Your feedback", custom_id="feedback_text")
+    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="Your feedback", custom_id="feedback_text"
+    )
     mood: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
         label="Mood", custom_id="feedback_mood", required=False
     )
@@ -143,7 +145,19 @@ class ProbeBot(commands.AutoShardedBot):
         self.message_event = asyncio.Event()
 
     async def setup_hook(self) -> None:
-        for command in (admin, ping, echo, slow, secret, feedback, vote, chat, upload, where):
+        commands_: list[app_commands.Command[Any, Any, Any]] = [
+            admin,
+            ping,
+            echo,
+            slow,
+            secret,
+            feedback,
+            vote,
+            chat,
+            upload,
+            where,
+        ]
+        for command in commands_:
             self.tree.add_command(command)
         self.tree.add_command(config)
 

@@ -11,7 +11,9 @@ from .conftest import World
 from .probe_bot import ProbeBot
 
 
-async def test_slash_command_reply_is_seen_in_channel(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_slash_command_reply_is_seen_in_channel(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     itx = await emu.run_command(world.bob, "ping", channel=world.general)
     await itx.wait_for_response()
     assert itx.response_type == 4 and not itx.ephemeral
@@ -23,7 +25,9 @@ async def test_slash_command_reply_is_seen_in_channel(emu: DiscordEmulator, worl
     assert received[0].content == "pong" and received[0].interaction_metadata is not None
 
 
-async def test_every_option_type_is_typed_and_resolved(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_every_option_type_is_typed_and_resolved(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     itx = await emu.run_command(
         world.bob,
         "echo",
@@ -52,13 +56,17 @@ async def test_every_option_type_is_typed_and_resolved(emu: DiscordEmulator, wor
     assert {o["name"]: o["type"] for o in sent["options"]}["file"] == 11
 
 
-async def test_schema_mismatches_fail_the_test_not_the_bot(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_schema_mismatches_fail_the_test_not_the_bot(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     with pytest.raises(AssertionError, match="not synced"):
         await emu.run_command(world.bob, "nope", channel=world.general)
     with pytest.raises(AssertionError, match="unknown option"):
         await emu.run_command(world.bob, "ping", options={"extra": 1}, channel=world.general)
     with pytest.raises(AssertionError, match="is an integer"):
-        await emu.run_command(world.bob, "config set", options={"key": "a", "value": "x"}, channel=world.general)
+        await emu.run_command(
+            world.bob, "config set", options={"key": "a", "value": "x"}, channel=world.general
+        )
     with pytest.raises(AssertionError, match="outside"):
         await emu.run_command(
             world.bob,
@@ -96,12 +104,16 @@ async def test_subcommands_and_default_permissions(emu: DiscordEmulator, world: 
     for itx in (allowed, forced):
         await itx.wait_for_response()
         assert itx.original is not None and itx.original["content"] == "admin ok"
-    changed = await emu.run_command(carol, "config set", options={"key": "a", "value": 1}, channel=world.general)
+    changed = await emu.run_command(
+        carol, "config set", options={"key": "a", "value": 1}, channel=world.general
+    )
     await changed.wait_for_response()
     assert changed.original is not None and changed.original["content"] == "a := 1"
 
 
-async def test_defer_then_followups_and_original_edit(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_defer_then_followups_and_original_edit(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     itx = await emu.run_command(world.bob, "slow", channel=world.thread)
     await itx.wait_for_response()
     assert itx.response_type == 5
@@ -114,7 +126,9 @@ async def test_defer_then_followups_and_original_edit(emu: DiscordEmulator, worl
     assert [m["content"] for m in emu.messages(world.thread)] == ["first result (edited)", "second result"]
 
 
-async def test_ephemeral_replies_stay_out_of_the_channel(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_ephemeral_replies_stay_out_of_the_channel(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     itx = await emu.run_command(world.bob, "secret", channel=world.general)
     await itx.wait_for_response()
     assert itx.ephemeral and itx.original is not None and itx.original["flags"] & 64
@@ -161,7 +175,9 @@ async def test_button_can_open_a_modal(emu: DiscordEmulator, world: World, bot: 
     assert asked.response_type == 9 and asked.modal is not None
 
 
-async def test_autocomplete_returns_the_bots_choices(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_autocomplete_returns_the_bots_choices(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     result = await emu.autocomplete(world.bob, "chat", option="model", value="gp", channel=world.general)
     assert result.response_type == 8
     assert [c["name"] for c in result.choices or []] == ["gpt-4o", "gpt-4o-mini", "gpt-3.5"]

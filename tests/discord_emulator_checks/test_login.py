@@ -37,7 +37,9 @@ async def test_bot_logs_in_and_caches_the_guild(emu: DiscordEmulator, world: Wor
     assert [c["name"] for c in emu.global_commands] and emu.requests_to("PUT", r"/commands$")
 
 
-async def test_world_changes_after_connect_reach_the_cache(emu: DiscordEmulator, world: World, bot: ProbeBot) -> None:
+async def test_world_changes_after_connect_reach_the_cache(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
     carol = emu.create_user("carol")
     news = world.guild.create_text_channel("news")
     role = world.guild.create_role("Helpers", permissions=0)
