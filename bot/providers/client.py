@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -616,7 +617,10 @@ class ProviderClient:
                 plans.append((p, prepare(p)))
             except ParameterError as exc:
                 log.debug("provider %s cannot take this request: %s", p.name, exc.user_message)
-                first_error = first_error or exc
+                # A complaint about another parameter is more telling than "wrong model for this
+                # dialect": it comes from the provider whose dialect the model belongs to.
+                if first_error is None or (first_error.parameter == "model" and exc.parameter != "model"):
+                    first_error = exc
         if not plans:
             assert first_error is not None
             raise first_error
@@ -760,7 +764,8 @@ class ProviderClient:
         timeout = aiohttp.ClientTimeout(
             total=max(0.001, min(p.config.timeout, budget)), sock_connect=p.config.connect_timeout
         )
-        log.debug("provider %s: %s %s", p.name, endpoint.method, safe_url(url))
+        shown = url + "?" + urlencode(params) if params else url
+        log.debug("provider %s: %s %s", p.name, endpoint.method, safe_url(shown))
         async with (
             p.semaphore,
             self._session.request(
