@@ -131,9 +131,9 @@ async def where(interaction: discord.Interaction) -> None:
 class ProbeBot(commands.AutoShardedBot):
     """Records what it receives; commands are added in setup_hook like a real bot."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, message_content: bool = True) -> None:
         intents = discord.Intents.default()
-        intents.message_content = True
+        intents.message_content = message_content
         intents.members = True
         super().__init__(
             command_prefix="!",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import ClientSession
 
@@ -220,3 +222,15 @@ async def test_second_callback_and_expired_token(emu: DiscordEmulator, world: Wo
         async with session.patch(hook + "/messages/@original", json={"content": "x"}) as resp:
             assert resp.status == 404
     assert [m["content"] for m in itx.followups] == ["later"]
+
+
+async def test_late_callback_is_unknown_interaction(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
+    emu.callback_deadline = 0.05
+    emu.delay(r"/callback$", 0.1, times=1)
+    itx = await emu.run_command(world.bob, "ping", channel=world.general)
+    await asyncio.sleep(0.3)
+    assert not itx.responded
+    callback = emu.requests_to("POST", r"/callback$")[0]
+    assert callback.status == 404 and callback.response["code"] == 10062

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import discord
+import discord.gateway
+import discord.http
 import pytest
+import yarl
 from aiohttp import ClientSession
 
 from tests.emulators.discord_emulator import DiscordEmulator
@@ -90,3 +94,42 @@ async def test_resume_after_reconnect(emu: DiscordEmulator, world: World, bot: P
         await asyncio.sleep(0.02)
     assert emu.gateway.resumed == 1
     assert [p["op"] for p in emu.gateway.received].count(6) == 1
+
+
+async def start_probe(emu: DiscordEmulator, monkeypatch: pytest.MonkeyPatch, **kwargs: bool) -> ProbeBot:
+    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url))
+    return ProbeBot(**kwargs)
+
+
+async def test_message_content_intent_is_honoured(
+    emu: DiscordEmulator, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await start_probe(emu, monkeypatch, message_content=False)
+    runner = asyncio.create_task(client.start(emu.token))
+    try:
+        await emu.wait_until_ready()
+        await emu.send_message(world.alice, world.general, "private words")
+        await emu.send_message(world.alice, world.general, f"{emu.bot_user.mention} words for the bot")
+        await emu.send_message(world.alice, emu.dm_channel(world.alice), "dm words")
+        plain, mentioned, dm = await client.wait_for_received(3)
+        assert (
+            plain.content == ""
+            and mentioned.content.endswith("words for the bot")
+            and dm.content == "dm words"
+        )
+    finally:
+        await client.close()
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+
+
+async def test_disallowed_privileged_intent_closes_4014(
+    emu: DiscordEmulator, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu.set_privileged_intents(0)
+    client = await start_probe(emu, monkeypatch)
+    with pytest.raises(discord.PrivilegedIntentsRequired):
+        await asyncio.wait_for(client.start(emu.token), 5)
+    await client.close()

@@ -75,6 +75,8 @@ class DiscordEmulator:
         self._global_commands: dict[str, Json] = {}
         self._guild_commands: dict[int, dict[str, Json]] = {}
         self._message_changed = asyncio.Event()
+        # Discord's 3 s window for the first callback; tests of slow bots may shrink it.
+        self.callback_deadline = 3.0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -287,6 +289,7 @@ class DiscordEmulator:
         return int(ref["id"]) if isinstance(ref, dict) else int(ref)
 
     def _register(self, itx: Interaction) -> Interaction:
+        itx.callback_deadline = self.callback_deadline
         self.interactions.append(itx)
         self._interactions[itx.id] = itx
         self._interactions_by_token[itx.token] = itx
