@@ -11,6 +11,7 @@ import pytest
 
 from bot.providers import (
     AskChunk,
+    Capability,
     CapabilityUnavailable,
     Embed,
     EmbedField,
@@ -661,7 +662,8 @@ async def test_capability_nobody_offers(gateway, make_client):
     with pytest.raises(CapabilityUnavailable) as caught:
         await client.speech(SpeechRequest(text="hi"))
     assert caught.value.user_message == "No configured AI provider offers speech."
-    assert not client.available(client.capabilities().__iter__().__next__().__class__.SPEECH)
+    assert not client.available(Capability.SPEECH)
+    assert client.capabilities() == {Capability.CHAT, Capability.CHAT_STREAM}
 
 
 async def test_base64_payload_round_trip():
