@@ -10,7 +10,7 @@ import pytest
 from tests.emulators.discord_emulator import DiscordEmulator
 
 from .conftest import World
-from .probe_bot import ProbeBot
+from .probe_bot import ProbeBot, VoteView
 
 
 def text_channel(bot: ProbeBot, channel_id: int) -> discord.TextChannel:
@@ -137,3 +137,18 @@ async def test_allowed_mentions_decide_who_is_pinged(
     reference = discord.PartialMessage(channel=channel, id=int(original["id"]))
     await channel.send("answer", reference=reference, mention_author=False)
     assert emu.messages(world.general)[-1]["_pinged"]["replied_user"] is False
+
+
+async def test_thread_messages_and_buttons_on_channel_messages(
+    emu: DiscordEmulator, world: World, bot: ProbeBot
+) -> None:
+    await emu.send_message(world.alice, world.thread, "in the thread")
+    [received] = await bot.wait_for_received(1)
+    assert isinstance(received.channel, discord.Thread) and received.channel.parent_id == world.general.id
+
+    sent = await text_channel(bot, world.general.id).send("pick", view=VoteView())
+    pressed = await emu.press_button(world.bob, sent, "vote:yes")
+    await pressed.wait_for_response()
+    assert pressed.response_type == 7
+    assert emu.messages(world.general)[-1]["content"] == "voted yes by bob"
+    assert emu.messages(world.general.id)[-1]["components"] == []

@@ -33,7 +33,9 @@ from .ratelimits import FaultPlan, RateLimiter
 from .router import API_PREFIX, RecordedRequest, Router
 from .state import World
 
-MessageRef = Json | int
+# A message dict, its id, or anything with an `id` (e.g. a discord.Message in a test).
+MessageRef = Json | int | Any
+ChannelRef = Channel | int
 
 
 class DiscordEmulator:
@@ -286,7 +288,17 @@ class DiscordEmulator:
 
     @staticmethod
     def _message_id(ref: MessageRef) -> int:
-        return int(ref["id"]) if isinstance(ref, dict) else int(ref)
+        if isinstance(ref, dict):
+            return int(ref["id"])
+        return int(getattr(ref, "id", ref))
+
+    def _channel(self, ref: ChannelRef) -> Channel:
+        if isinstance(ref, Channel):
+            return ref
+        channel = self.world.channels.get(int(getattr(ref, "id", ref)))
+        if channel is None:
+            raise AssertionError(f"no channel {ref!r}")
+        return channel
 
     def _register(self, itx: Interaction) -> Interaction:
         itx.callback_deadline = self.callback_deadline
@@ -541,13 +553,13 @@ class DiscordEmulator:
 
     # -- observation ------------------------------------------------------------------------------------
 
-    def messages(self, channel: Channel, *, include_ephemeral: bool = False) -> list[Json]:
+    def messages(self, channel: ChannelRef, *, include_ephemeral: bool = False) -> list[Json]:
         """Current messages in the channel, oldest first (edits applied, deletes removed)."""
-        return self.world.history(channel.id, include_ephemeral=include_ephemeral)
+        return self.world.history(self._channel(channel).id, include_ephemeral=include_ephemeral)
 
     async def wait_for_message(
         self,
-        channel: Channel,
+        channel: ChannelRef,
         predicate: Callable[[Json], bool] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 (the agreed API)
         *,
@@ -555,6 +567,7 @@ class DiscordEmulator:
         include_ephemeral: bool = False,
     ) -> Json:
         """The first message in the channel matching predicate (default: sent by the bot), waiting for it."""
+        channel = self._channel(channel)
         after_id = self._message_id(after) if after is not None else 0
         bot_id = self.bot_user.id
 
