@@ -668,3 +668,15 @@ async def test_capability_nobody_offers(gateway, make_client):
 
 async def test_base64_payload_round_trip():
     assert base64.b64decode(base64.b64encode(media.png())).startswith(PNG_MAGIC)
+
+
+async def test_send_data_dropped_connection_is_not_resent(gateway, make_client):
+    from tests.emulators.gateway import Disconnect
+
+    emu = await gateway("digicord")
+    emu.inject("send-data", Disconnect())
+    with pytest.raises(OutcomeUnknown):
+        await make_client(config_for(emu, retries=2)).send_data(
+            SendDataRequest(channel_id="123456789012345678", content="once")
+        )
+    assert len(emu.requests) == 1

@@ -12,6 +12,7 @@ from bot.providers import ChatChunk, ChatMessage, ChatRequest, ProviderUnavailab
 from tests.emulators.gateway import (
     BadSseLine,
     Disconnect,
+    Hang,
     HtmlOk,
     Oversized,
     RateLimited,
@@ -357,3 +358,58 @@ async def test_keys_never_reach_errors_or_logs(gateway, make_client, caplog):
     assert key not in caplog.text
     assert key not in repr(error.__context__)
     assert key not in repr(client.providers[0])
+
+
+async def test_purlabs_error_shape_in_a_200_is_a_failure_with_upstream_detail(gateway, make_client):
+    pur = await gateway("purlabs")
+    backup = await gateway("openai", reply="backup")
+    client = make_client(
+        config_for(pur, "pur", priority=1, retries=0), config_for(backup, "backup", priority=2)
+    )
+    pur.inject(
+        "chat",
+        Status(
+            200,
+            {
+                "status": 500,
+                "message": "Some of our providers returned with errors.",
+                "records": [
+                    {
+                        "provider": "FoxGPT",
+                        "response": {"status": 403, "data": "<!doctype html><title>403</title>"},
+                    },
+                    {"provider": "Pawan", "response": {"status": 504, "data": "timeout of 60000ms exceeded"}},
+                ],
+            },
+        ),
+    )
+    reply = await client.chat(REQUEST)
+    assert reply.text == "backup"
+
+    pur.inject("chat", Status(200, {"status": 500, "message": "all down", "records": []}))
+    backup.inject("chat", ServerError(500))
+    with pytest.raises(ProviderUnavailable) as caught:
+        await client.chat(REQUEST)
+    assert caught.value.attempts[0].reason == "gateway error: all down"
+
+
+async def test_purlabs_upstream_statuses_are_summarised(gateway, make_client):
+    pur = await gateway("purlabs")
+    client = make_client(config_for(pur, retries=0))
+    body = {
+        "status": 500,
+        "message": "Some of our providers returned with errors.",
+        "records": [{"provider": "FoxGPT", "response": {"status": 403, "data": "<!doctype html>"}}],
+    }
+    pur.inject("chat", Status(200, body))
+    with pytest.raises(ProviderUnavailable) as caught:
+        await client.chat(REQUEST)
+    assert "upstreams: FoxGPT 403" in caught.value.attempts[0].reason
+
+
+async def test_idempotent_get_is_retried_after_a_timeout(gateway, make_client):
+    emu = await gateway("openai")
+    client = make_client(config_for(emu, timeout=0.2))
+    emu.inject("models", Hang())
+    models = await client.list_models()
+    assert models and len(emu.requests) == 2
