@@ -364,7 +364,7 @@ async def test_purlabs_error_shape_in_a_200_is_a_failure_with_upstream_detail(ga
     pur = await gateway("purlabs")
     backup = await gateway("openai", reply="backup")
     client = make_client(
-        config_for(pur, "pur", priority=1, retries=0), config_for(backup, "backup", priority=2)
+        config_for(pur, "pur", priority=1, retries=0), config_for(backup, "backup", priority=2, retries=0)
     )
     pur.inject(
         "chat",
