@@ -283,7 +283,7 @@ async def test_stream_yields_before_the_stream_ends(gateway, make_client):
     from tests.emulators.gateway import StreamStall
 
     emu.inject("chat", StreamStall(after=2))
-    client = make_client(config_for(emu, idle_timeout=0.2))
+    client = make_client(config_for(emu, idle_timeout=0.05))
     stream = client.chat_stream(hello())
     first = await anext(stream)
     second = await anext(stream)

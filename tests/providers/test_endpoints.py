@@ -286,7 +286,7 @@ async def test_job_creating_post_is_not_resent_after_a_timeout(gateway, make_cli
     first = await gateway("anyai")
     second = await gateway("openai")
     client = make_client(
-        config_for(first, "first", priority=1, timeout=0.2, retries=2),
+        config_for(first, "first", priority=1, timeout=0.05, retries=2),
         config_for(second, "second", priority=2),
     )
     first.inject("images", Hang())
@@ -474,7 +474,7 @@ async def test_suno_status_checks_clip_id_and_provider(gateway, make_client):
 
 async def test_suno_create_timeout_is_not_resent(gateway, make_client):
     emu = await gateway("airforce")
-    client = make_client(config_for(emu, timeout=0.2, retries=2))
+    client = make_client(config_for(emu, timeout=0.05, retries=2))
     emu.inject("suno", Hang())
     with pytest.raises(OutcomeUnknown):
         await client.suno_create(SunoRequest(prompt="song"))

@@ -215,7 +215,7 @@ async def test_connection_refused_fails_over(gateway, make_client):
 
 
 async def test_slow_first_byte_times_out_and_fails_over(gateway, make_client):
-    first, _second, client = await two(gateway, make_client, retries=0, timeout=0.2)
+    first, _second, client = await two(gateway, make_client, retries=0, timeout=0.05)
     first.inject("chat", SlowFirstByte(1.0))
 
     reply = await client.chat(REQUEST)
@@ -275,7 +275,9 @@ async def test_stream_breaking_before_the_first_chunk_fails_over(fault, gateway,
 
 
 async def test_stream_stalled_before_the_first_chunk_fails_over(gateway, make_client):
-    first, _second, client = await two(gateway, make_client, retries=0, first_byte_timeout=0.2)
+    first, _second, client = await two(
+        gateway, make_client, retries=0, first_byte_timeout=0.05, idle_timeout=0.05
+    )
     first.inject("chat", StreamStall(after=0))
 
     items = await collect(client.chat_stream(REQUEST))
@@ -284,7 +286,7 @@ async def test_stream_stalled_before_the_first_chunk_fails_over(gateway, make_cl
 
 
 async def test_stream_slow_first_byte_fails_over(gateway, make_client):
-    first, _second, client = await two(gateway, make_client, retries=0, first_byte_timeout=0.2)
+    first, _second, client = await two(gateway, make_client, retries=0, first_byte_timeout=0.05)
     first.inject("chat", SlowFirstByte(1.0))
 
     items = await collect(client.chat_stream(REQUEST))
@@ -301,7 +303,7 @@ async def test_stream_breaking_after_the_first_chunk_is_marked_incomplete(fault,
     first = await gateway("openai", reply="one two three four")
     second = await gateway("openai", reply="other")
     client = make_client(
-        config_for(first, "first", priority=1, idle_timeout=0.2), config_for(second, "second", priority=2)
+        config_for(first, "first", priority=1, idle_timeout=0.05), config_for(second, "second", priority=2)
     )
     first.inject("chat", fault)
 
@@ -409,7 +411,7 @@ async def test_purlabs_upstream_statuses_are_summarised(gateway, make_client):
 
 async def test_idempotent_get_is_retried_after_a_timeout(gateway, make_client):
     emu = await gateway("openai")
-    client = make_client(config_for(emu, timeout=0.2))
+    client = make_client(config_for(emu, timeout=0.05))
     emu.inject("models", Hang())
     models = await client.list_models()
     assert models and len(emu.requests) == 2

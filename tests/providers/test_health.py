@@ -63,7 +63,9 @@ async def test_health_missing_models_path_suggests_the_prefix(gateway, make_clie
 
 
 async def test_health_never_shows_credentials_in_the_url(make_client):
-    config = ProviderConfig(name="x", profile="openai", base_url="http://127.0.0.1:9/v1", connect_timeout=0.2)
+    config = ProviderConfig(
+        name="x", profile="openai", base_url="http://127.0.0.1:9/v1", connect_timeout=0.05
+    )
     [health] = await make_client(config).health()
     assert health.base_url == "http://127.0.0.1:9/v1"
     assert not health.reachable

@@ -114,7 +114,7 @@ class GatewayEmulator:
     async def start(self) -> GatewayEmulator:
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
         self._add_routes(app)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1, access_log=None)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.01, access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await self._site.start()
