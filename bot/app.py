@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Every capability is one extension; a failing one is logged and the rest still load.
-EXTENSIONS: tuple[str, ...] = ("cogs.meta",)
+EXTENSIONS: tuple[str, ...] = ("cogs.meta", "cogs.chat")
 
 
 def point_discord_at(settings: Settings) -> None:

@@ -57,6 +57,35 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = Field(
         default=None, description="Discord gateway URL override; empty uses the one Discord advertises."
     )
+    # --- chat (cogs/chat) ---
+    chat_default_model: str | None = Field(
+        default=None,
+        description="Chat model when neither the user nor the guild picks one; empty: the provider's.",
+    )
+    chat_system_prompt: str | None = Field(
+        default=None, description="Default persona for channels without their own system prompt."
+    )
+    chat_edit_interval: float = Field(
+        default=1.0, ge=0.2, le=30, description="Seconds between edits of a reply while the model writes."
+    )
+    chat_history_budget: int = Field(
+        default=3000, ge=0, le=1_000_000, description="How much history a model sees (see CHAT_HISTORY_UNIT)."
+    )
+    chat_history_unit: Literal["tokens", "chars"] = Field(
+        default="tokens", description="Unit of CHAT_HISTORY_BUDGET: estimated tokens or characters."
+    )
+    chat_max_concurrency: int = Field(
+        default=8, ge=1, le=1000, description="Chat replies being generated at once across all channels."
+    )
+    chat_busy_wait: float = Field(
+        default=5.0, ge=0, le=300, description="Seconds a turn waits for a free slot before 'busy' is shown."
+    )
+    chat_attachment_max_bytes: int = Field(
+        default=32 * 1024, ge=0, le=8 * 1024 * 1024, description="Largest text file /chat accepts, in bytes."
+    )
+    chat_button_timeout: float = Field(
+        default=600.0, ge=1, le=86400, description="Seconds the Stop/Regenerate buttons stay usable."
+    )
 
     @field_validator("owner_ids", mode="before")
     @classmethod
@@ -72,7 +101,15 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("shard_count", "dev_guild_id", "providers_file", "discord_gateway_url", mode="before")
+    @field_validator(
+        "shard_count",
+        "dev_guild_id",
+        "providers_file",
+        "discord_gateway_url",
+        "chat_default_model",
+        "chat_system_prompt",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

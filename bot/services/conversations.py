@@ -161,6 +161,8 @@ class ChannelChatSettings:
     chat_enabled: bool | None = None
     chat_all_channels: bool = False
     max_input_chars: int | None = None
+    chat_disabled: bool = False
+    """The guild switched the chat capability off (`disabled_capabilities`)."""
 
 
 class ConversationStore:
@@ -306,6 +308,7 @@ class ConversationStore:
             chat_enabled=channel.chat_enabled if channel else None,
             chat_all_channels=bool(guild.chat_all_channels) if guild else False,
             max_input_chars=guild.max_input_chars if guild else None,
+            chat_disabled=bool(guild and "chat" in (guild.disabled_capabilities or [])),
         )
 
 

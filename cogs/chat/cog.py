@@ -1,0 +1,600 @@
+"""The Chat cog: /chat, mentions, replies and DMs get a streamed reply; /reset, /history and /models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import re
+import secrets
+from collections import defaultdict
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget, LiveReply, ReplyTarget
+from bot.discordkit.write_budget import Priority, channel_write_budget
+from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
+from bot.providers.types import ChatRequest, ModelInfo, ModelKind, StreamEnd
+from bot.services.conversations import (
+    BudgetUnit,
+    ChannelChatSettings,
+    ConversationStore,
+    Turn,
+    build_context,
+    clean_display_name,
+    render_transcript,
+)
+from bot.services.model_catalog import ModelCatalog
+from bot.services.quotas import QuotaService, Reservation, chat_feature_for
+from bot.services.turn_gate import TurnGate
+from cogs.chat.views import RegenerateView, StopView
+
+if TYPE_CHECKING:
+    from bot.app import Concord
+
+log = logging.getLogger(__name__)
+
+TEXT_EXTENSIONS = frozenset(
+    {
+        *("txt", "md", "markdown", "csv", "tsv", "json", "jsonl", "yaml", "yml", "toml", "ini", "cfg", "log"),
+        *(
+            "py",
+            "js",
+            "ts",
+            "tsx",
+            "jsx",
+            "java",
+            "c",
+            "h",
+            "cpp",
+            "hpp",
+            "cs",
+            "go",
+            "rs",
+            "rb",
+            "php",
+            "sh",
+        ),
+        *("bash", "zsh", "ps1", "sql", "html", "htm", "css", "xml", "kt", "swift", "lua", "r", "tex", "rst"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One prompt to answer, however it arrived (slash command, mention, reply, DM, Regenerate)."""
+
+    channel_id: int
+    guild_id: int | None
+    settings_channels: tuple[int, ...]
+    author: discord.User | discord.Member
+    prompt: str
+    model: str | None
+    private: bool
+    target: ReplyTarget
+    typing_channel: discord.abc.Messageable | None = None
+    user_message_ids: tuple[int, ...] = ()
+    before_id: int | None = None
+    """Regenerate: history older than the regenerated prompt only."""
+    replaces: tuple[int, int] | None = None
+    """Regenerate: (prompt id, reply id) of the stored turn being redone."""
+
+
+def _role_ids(user: discord.User | discord.Member) -> list[int]:
+    return [role.id for role in getattr(user, "roles", [])]
+
+
+def _settings_channels(channel: Any) -> tuple[int, ...]:
+    """The channel, then a thread's parent: a thread without its own settings uses its parent's."""
+    ids = [channel.id]
+    parent_id = getattr(channel, "parent_id", None)
+    if parent_id:
+        ids.append(parent_id)
+    return tuple(ids)
+
+
+class Chat(commands.Cog, name="Chat"):
+    """Conversations with the AI, remembered per channel."""
+
+    def __init__(self, bot: Concord) -> None:
+        self.bot = bot
+        settings = bot.settings
+        self.settings = settings
+        self.store = ConversationStore(bot.db_sessions)
+        self.quotas: QuotaService = getattr(bot, "quotas", None) or QuotaService(bot.db_sessions)
+        self.budget = channel_write_budget(bot)
+        self.gate = TurnGate(settings.chat_max_concurrency, settings.chat_busy_wait)
+        self.catalog = ModelCatalog(self._fetch_models, fallback=[settings.chat_default_model or ""])
+        self._mention = re.compile(r"<@!?(\d+)>")
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def cog_load(self) -> None:
+        if self.bot.providers is not None:
+            self.catalog.refresh_soon("chat")
+
+    async def cog_unload(self) -> None:
+        await self.catalog.close()
+        for task in list(self._background):
+            task.cancel()
+
+    async def _fetch_models(self, kind: ModelKind) -> list[ModelInfo]:
+        if self.bot.providers is None:
+            return []
+        return await self.bot.providers.list_models(kind)
+
+    # --- checks ---------------------------------------------------------------------------------------
+
+    async def _channel_settings(self, guild_id: int | None, channel: Any) -> ChannelChatSettings:
+        return await self.store.chat_settings(guild_id, _settings_channels(channel))
+
+    @staticmethod
+    def _check_enabled(settings: ChannelChatSettings) -> None:
+        if settings.chat_disabled:
+            raise FeatureUnavailable("Chat is switched off in this server.")
+        if settings.chat_enabled is False:
+            raise FeatureUnavailable("Chat is switched off in this channel.")
+
+    async def _check_input(
+        self,
+        user: discord.User | discord.Member,
+        guild_id: int | None,
+        text: str,
+        settings: ChannelChatSettings,
+    ) -> None:
+        plan = await self.quotas.plan_for(guild_id, _role_ids(user))
+        limits = [n for n in (plan.max_input_chars, settings.max_input_chars) if n]
+        if limits and len(text) > min(limits):
+            raise InvalidInput(
+                f"Your message is {len(text):,} characters; the limit here is {min(limits):,} characters."
+            )
+
+    def _reserve_quota(
+        self, user: discord.User | discord.Member, guild_id: int | None, model: str | None
+    ) -> Reservation:
+        """The one place chat charges quota: taken before the provider call, refunded if the call fails."""
+        feature = chat_feature_for(model or "")
+        return self.quotas.reserve(user.id, feature, guild_id=guild_id, role_ids=_role_ids(user))
+
+    def _history_room(self, system_prompt: str | None, prompt: Turn) -> tuple[int, BudgetUnit]:
+        unit = self.settings.chat_history_unit
+        probe = build_context(system_prompt, [], prompt)
+        used = sum(Turn(role=m.role, content=str(m.content)).cost(unit) for m in probe.messages[:1])
+        used += prompt.cost(unit)
+        return max(self.settings.chat_history_budget - used, 0), unit
+
+    def _system_prompt(self, settings: ChannelChatSettings) -> str | None:
+        return settings.system_prompt or self.settings.chat_system_prompt
+
+    # --- a turn ----------------------------------------------------------------------------------------
+
+    async def run_turn(self, request: TurnRequest) -> None:
+        """Answer one prompt: wait for the channel's turn and a global slot, stream, then remember."""
+        settings = await self.store.chat_settings(request.guild_id, request.settings_channels)
+        model = request.model or settings.model or self.settings.chat_default_model
+        async with self.gate.turn(request.channel_id):
+            first_shown = asyncio.Event()
+            typing = self._start_typing(request.typing_channel, first_shown)
+            try:
+                await self._answer(request, settings, model, first_shown)
+            finally:
+                first_shown.set()
+                if typing is not None:
+                    typing.cancel()
+
+    def _start_typing(
+        self, channel: discord.abc.Messageable | None, until: asyncio.Event
+    ) -> asyncio.Task[None] | None:
+        """Typing indicator in the background, so the provider call never waits for it."""
+        if channel is None:
+            return None
+
+        async def keep_typing() -> None:
+            with contextlib.suppress(discord.HTTPException):
+                async with channel.typing():
+                    await until.wait()
+
+        return self._spawn(keep_typing())
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _answer(
+        self,
+        request: TurnRequest,
+        settings: ChannelChatSettings,
+        model: str | None,
+        first_shown: asyncio.Event,
+    ) -> None:
+        if self.bot.providers is None:
+            raise FeatureUnavailable("No AI provider is configured, so chat is unavailable.")
+        author = request.author
+        prompt = Turn(
+            role="user",
+            content=request.prompt,
+            author_id=author.id,
+            author_name=author.display_name,
+            message_ids=request.user_message_ids,
+        )
+        system_prompt = self._system_prompt(settings)
+        room, unit = self._history_room(system_prompt, prompt)
+        history = await self.store.recent(request.channel_id, room, unit, before_id=request.before_id)
+        context = build_context(system_prompt, history, prompt)
+        chat_request = ChatRequest(messages=context.messages, model=model)
+
+        stop_view = StopView(author.id, timeout=None)
+        reply = LiveReply(
+            request.target,
+            self.budget,
+            edit_interval=self.settings.chat_edit_interval,
+            writing_view=stop_view,
+        )
+        reply.start()
+        shown_watch = self._spawn(self._relay_first_shown(reply, first_shown))
+        try:
+            async with self._reserve_quota(author, request.guild_id, model) as reservation:
+                end, stopped = await self._stream(chat_request, reply, stop_view)
+                reservation.keep()
+        except BaseException:
+            await reply.abandon()
+            raise
+        finally:
+            stop_view.stop()
+            shown_watch.cancel()
+
+        complete = end is not None and end.complete
+        final_view = RegenerateView(
+            author.id,
+            self._regenerate_handler(request),
+            timeout=self.settings.chat_button_timeout,
+            budget=self.budget,
+            channel_id=request.channel_id,
+        )
+        handles = await reply.finish(
+            complete=complete, stopped=stopped, final_view=final_view, text=end.text if end else None
+        )
+        final_view.message = handles[-1] if handles else None
+        incomplete = stopped or not complete
+        if request.private:
+            return
+        message_ids = [int(h.id) for h in handles if getattr(h, "id", None)]
+        answer = Turn(
+            role="assistant",
+            content=reply.text,
+            model=model,
+            incomplete=incomplete,
+            message_ids=tuple(message_ids),
+        )
+        if request.replaces is not None:
+            await self.store.replace_reply(
+                request.replaces[1],
+                content=answer.content,
+                model=model,
+                incomplete=incomplete,
+                message_ids=message_ids,
+            )
+            final_view.turn_ids = request.replaces
+        else:
+            ids = await self.store.append(request.channel_id, request.guild_id, [prompt, answer])
+            final_view.turn_ids = (ids[0], ids[1])
+
+    @staticmethod
+    async def _relay_first_shown(reply: LiveReply, first_shown: asyncio.Event) -> None:
+        await reply.first_shown.wait()
+        first_shown.set()
+
+    async def _stream(
+        self, chat_request: ChatRequest, reply: LiveReply, stop_view: StopView
+    ) -> tuple[StreamEnd | None, bool]:
+        """Feed the stream into the reply until it ends or the requester presses Stop."""
+        assert self.bot.providers is not None
+        providers = self.bot.providers
+        got_text = False
+
+        async def consume() -> StreamEnd | None:
+            nonlocal got_text
+            stream = providers.chat_stream(chat_request)
+            async with aclosing(stream) as items:  # type: ignore[type-var]  # an async generator
+                async for item in items:
+                    if isinstance(item, StreamEnd):
+                        return item
+                    if item.text:
+                        got_text = True
+                        reply.append(item.text)
+            return None
+
+        consumer = asyncio.ensure_future(consume())
+        stop_wait = asyncio.ensure_future(stop_view.stopped.wait())
+        try:
+            await asyncio.wait({consumer, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+        if consumer.done():
+            try:
+                return consumer.result(), False
+            except ConcordError:
+                raise
+            except Exception:
+                if not got_text:
+                    raise
+                log.exception("A chat stream failed after text arrived; showing it as cut off")
+                return StreamEnd(complete=False, provider="?", text=reply.text, reason="error"), False
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await consumer
+        return None, True
+
+    # --- Regenerate --------------------------------------------------------------------------------------
+
+    def _regenerate_handler(self, request: TurnRequest) -> Any:
+        async def regenerate(interaction: discord.Interaction[Any], view: RegenerateView) -> None:
+            turn_ids = view.turn_ids
+            if not request.private:
+                latest = await self.store.latest_id(request.channel_id)
+                if turn_ids is None or latest != turn_ids[1]:
+                    await interaction.response.send_message(
+                        "Only the latest reply in this channel can be regenerated.", ephemeral=True
+                    )
+                    return
+            view.disable()
+            # Update the old message's buttons in the interaction response itself (not a channel write).
+            await interaction.response.edit_message(view=view)
+            again = replace(
+                request,
+                target=InteractionTarget(interaction, ephemeral=request.private, first_is_original=False),
+                typing_channel=None if request.private else request.typing_channel,
+                before_id=turn_ids[0] if turn_ids else None,
+                replaces=turn_ids,
+            )
+            try:
+                await self.run_turn(again)
+            except ConcordError as exc:
+                await interaction.followup.send(exc.user_message, ephemeral=True)
+
+        return regenerate
+
+    # --- /chat -------------------------------------------------------------------------------------------
+
+    async def model_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=name[:100], value=name[:100]) for name in self.catalog.matches(current)
+        ]
+
+    @app_commands.command(
+        name="chat", description="Talk to the AI; the conversation in this channel is remembered."
+    )
+    @app_commands.describe(
+        prompt="What you want to say or ask",
+        model="Chat model to use (default: the server's or the bot's)",
+        private="Answer only you, and keep this turn out of the channel's history",
+        file="A text file to include with your prompt",
+    )
+    @app_commands.autocomplete(model=model_autocomplete)
+    async def chat(
+        self,
+        interaction: discord.Interaction[Concord],
+        prompt: app_commands.Range[str, 1, 6000],
+        model: app_commands.Range[str, 1, 200] | None = None,
+        private: bool = False,
+        file: discord.Attachment | None = None,
+    ) -> None:
+        channel = interaction.channel
+        if channel is None or interaction.channel_id is None:
+            raise InvalidInput("I can't chat in this kind of channel.")
+        settings = await self._channel_settings(interaction.guild_id, channel)
+        self._check_enabled(settings)
+        await self._check_input(interaction.user, interaction.guild_id, prompt, settings)
+        if file is not None:
+            self._check_attachment(file)
+        await interaction.response.defer(thinking=True, ephemeral=private)
+        text = prompt
+        if file is not None:
+            text += await self._read_attachment(file)
+        await self.run_turn(
+            TurnRequest(
+                channel_id=interaction.channel_id,
+                guild_id=interaction.guild_id,
+                settings_channels=_settings_channels(channel),
+                author=interaction.user,
+                prompt=text,
+                model=model,
+                private=private,
+                target=InteractionTarget(interaction, ephemeral=private),
+            )
+        )
+
+    def _check_attachment(self, file: discord.Attachment) -> None:
+        cap = self.settings.chat_attachment_max_bytes
+        if file.size > cap:
+            raise InvalidInput(f"That file is {file.size:,} bytes; the limit is {cap:,} bytes.")
+        extension = file.filename.rsplit(".", 1)[-1].lower() if "." in file.filename else ""
+        content_type = (file.content_type or "").split(";")[0].strip()
+        if not (
+            content_type.startswith("text/") or content_type.endswith("json") or extension in TEXT_EXTENSIONS
+        ):
+            raise InvalidInput("Only text files can be attached to /chat.")
+
+    async def _read_attachment(self, file: discord.Attachment) -> str:
+        data = await file.read()
+        if len(data) > self.settings.chat_attachment_max_bytes:
+            raise InvalidInput(f"That file is larger than {self.settings.chat_attachment_max_bytes:,} bytes.")
+        try:
+            body = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("That file isn't UTF-8 text.") from None
+        name = clean_display_name(file.filename)
+        return f"\n\n[attached file: {name}]\n```\n{body.replace('```', '`‍``')}\n```"
+
+    # --- mentions, replies, DMs ---------------------------------------------------------------------------
+
+    def _addressed_to_me(self, message: discord.Message) -> bool:
+        me = self.bot.user
+        if me is None:
+            return False
+        if message.guild is None:
+            return True
+        if any(user.id == me.id for user in message.mentions):
+            return True
+        reference = message.reference
+        if reference is not None:
+            resolved = reference.resolved or reference.cached_message
+            if isinstance(resolved, discord.Message) and resolved.author.id == me.id:
+                return True
+        return False
+
+    def _strip_my_mention(self, content: str) -> str:
+        me = self.bot.user
+        if me is None:
+            return content
+        return self._mention.sub(lambda m: "" if int(m.group(1)) == me.id else m.group(0), content).strip()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if (
+            message.author.bot
+            or message.webhook_id is not None
+            or message.type
+            not in (
+                discord.MessageType.default,
+                discord.MessageType.reply,
+            )
+        ):
+            return
+        if not self._addressed_to_me(message):
+            return
+        try:
+            await self._answer_message(message)
+        except ConcordError as exc:
+            await self._reply_text(message, exc.user_message)
+        except Exception:
+            correlation_id = secrets.token_hex(4)
+            log.exception("Chat reply to message %s failed [%s]", message.id, correlation_id)
+            await self._reply_text(message, f"Something went wrong on my side (error id `{correlation_id}`).")
+
+    async def _answer_message(self, message: discord.Message) -> None:
+        guild_id = message.guild.id if message.guild else None
+        settings = await self._channel_settings(guild_id, message.channel)
+        if guild_id is not None and (settings.chat_disabled or settings.chat_enabled is False):
+            return  # chat is off here: stay quiet rather than answer every mention with a refusal
+        prompt = self._strip_my_mention(message.content)
+        if not prompt:
+            if message.content or message.guild is None:
+                await self._reply_text(
+                    message, "Ask me something: mention me with a question, or use `/chat`."
+                )
+            return
+        await self._check_input(message.author, guild_id, prompt, settings)
+        await self.run_turn(
+            TurnRequest(
+                channel_id=message.channel.id,
+                guild_id=guild_id,
+                settings_channels=_settings_channels(message.channel),
+                author=message.author,
+                prompt=prompt,
+                model=None,
+                private=False,
+                target=ChannelTarget(message.channel, message.channel.id, message),
+                typing_channel=message.channel,
+                user_message_ids=(message.id,),
+            )
+        )
+
+    async def _reply_text(self, message: discord.Message, text: str) -> None:
+        async def send() -> None:
+            await message.reply(text, mention_author=False, allowed_mentions=NO_PINGS)
+
+        with contextlib.suppress(discord.HTTPException):
+            await self.budget.write(message.channel.id, send, priority=Priority.FINAL)
+
+    # --- /reset, /history, /models ---------------------------------------------------------------------
+
+    @app_commands.command(name="reset", description="Make the bot forget this channel's conversation.")
+    async def reset(self, interaction: discord.Interaction[Concord]) -> None:
+        if interaction.channel_id is None:
+            raise InvalidInput("There is no conversation here.")
+        if interaction.guild_id is not None and not interaction.permissions.manage_messages:
+            raise InvalidInput(
+                "You need the Manage Messages permission to reset this channel's conversation."
+            )
+        dropped = await self.store.reset(interaction.channel_id)
+        noun = "message" if dropped == 1 else "messages"
+        await interaction.response.send_message(
+            f"Conversation reset: I forgot {dropped} {noun} in this channel.", ephemeral=True
+        )
+
+    @app_commands.command(
+        name="history", description="Show what the bot remembers of this channel's conversation."
+    )
+    @app_commands.describe(export="Also attach the whole stored conversation as a file")
+    async def history(self, interaction: discord.Interaction[Concord], export: bool = False) -> None:
+        channel = interaction.channel
+        if channel is None or interaction.channel_id is None:
+            raise InvalidInput("There is no conversation here.")
+        settings = await self._channel_settings(interaction.guild_id, channel)
+        probe = Turn(role="user", content="", author_name=interaction.user.display_name)
+        room, unit = self._history_room(self._system_prompt(settings), probe)
+        remembered = await self.store.recent(interaction.channel_id, room, unit)
+        everything = await self.store.all_turns(interaction.channel_id)
+        embed = discord.Embed(title="What I remember here", colour=discord.Colour.blurple())
+        lines = []
+        for turn in remembered:
+            who = clean_display_name(turn.author_name) if turn.role == "user" else "Concord"
+            snippet = " ".join(turn.content.split())
+            snippet = snippet if len(snippet) <= 150 else snippet[:149] + "…"
+            flag = " *(cut off)*" if turn.incomplete else ""
+            lines.append(
+                f"**{discord.utils.escape_markdown(who)}**: {discord.utils.escape_markdown(snippet)}{flag}"
+            )
+        description = "\n".join(lines)
+        while len(description) > 4000:
+            lines.pop(0)
+            description = "…\n" + "\n".join(lines)
+        embed.description = description or "Nothing yet: this channel's conversation is empty."
+        embed.set_footer(
+            text=f"{len(remembered)} of {len(everything)} stored messages fit the model's context "
+            f"({self.settings.chat_history_budget} {unit})."
+        )
+        kwargs: dict[str, Any] = {"embed": embed, "ephemeral": True}
+        if export:
+            title = f"Conversation in #{getattr(channel, 'name', None) or 'DM'}"
+            data = render_transcript(everything, title=title).encode()
+            kwargs["file"] = discord.File(
+                io.BytesIO(data), filename=f"conversation-{interaction.channel_id}.md"
+            )
+        await interaction.response.send_message(**kwargs)
+
+    @app_commands.command(
+        name="models", description="List the chat models the configured AI providers offer."
+    )
+    async def models(self, interaction: discord.Interaction[Concord]) -> None:
+        if self.bot.providers is None:
+            raise FeatureUnavailable("No AI provider is configured.")
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        found = await self.bot.providers.list_models("chat")
+        self.catalog.prime("chat", found)
+        by_provider: dict[str, list[str]] = defaultdict(list)
+        for info in found:
+            by_provider[info.provider].append(info.id)
+        embed = discord.Embed(title="Chat models", colour=discord.Colour.blurple())
+        default = self.settings.chat_default_model
+        embed.description = f"Default: `{default}`" if default else "Default: each provider's own."
+        for provider, names in list(by_provider.items())[:25]:
+            value = ""
+            for i, name in enumerate(sorted(names)):
+                item = f"`{name}`"
+                if len(value) + len(item) + 40 > 1024:
+                    value += f" … and {len(names) - i} more"
+                    break
+                value += (", " if value else "") + item
+            embed.add_field(name=f"{provider} ({len(names)})"[:256], value=value or "—", inline=False)
+        await interaction.followup.send(embed=embed, ephemeral=True)
