@@ -181,7 +181,7 @@ class LiveReply:
         return pages
 
     def _desired(self, index: int, pages: list[str]) -> tuple[str, discord.ui.View | None]:
-        page = pages[index]
+        page = pages[index].rstrip()
         if index < len(pages) - 1:
             return page, None
         if not self.finished:

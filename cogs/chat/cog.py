@@ -251,6 +251,8 @@ class Chat(commands.Cog, name="Chat"):
             shown_watch.cancel()
 
         complete = end is not None and end.complete
+        incomplete = stopped or not complete
+        text = end.text if end is not None and len(end.text) >= len(reply.text) else reply.text
         final_view = RegenerateView(
             author.id,
             self._regenerate_handler(request),
@@ -258,33 +260,42 @@ class Chat(commands.Cog, name="Chat"):
             budget=self.budget,
             channel_id=request.channel_id,
         )
-        handles = await reply.finish(
-            complete=complete, stopped=stopped, final_view=final_view, text=end.text if end else None
-        )
+        # Remember the turn before its final text shows, so a quick Regenerate or /history sees it.
+        answer = Turn(role="assistant", content=text, model=model, incomplete=incomplete)
+        stored_ids = self._message_ids(reply)
+        if not request.private:
+            final_view.turn_ids = await self._remember(request, prompt, answer, stored_ids)
+        handles = await reply.finish(complete=complete, stopped=stopped, final_view=final_view, text=text)
         final_view.message = handles[-1] if handles else None
-        incomplete = stopped or not complete
-        if request.private:
-            return
-        message_ids = [int(h.id) for h in handles if getattr(h, "id", None)]
-        answer = Turn(
-            role="assistant",
-            content=reply.text,
-            model=model,
-            incomplete=incomplete,
-            message_ids=tuple(message_ids),
-        )
+        shown_ids = self._message_ids(reply)
+        if final_view.turn_ids is not None and shown_ids != stored_ids:
+            await self.store.replace_reply(
+                final_view.turn_ids[1],
+                content=text,
+                model=model,
+                incomplete=incomplete,
+                message_ids=shown_ids,
+            )
+
+    @staticmethod
+    def _message_ids(reply: LiveReply) -> list[int]:
+        return [int(reply.handles[i].id) for i in sorted(reply.handles)]
+
+    async def _remember(
+        self, request: TurnRequest, prompt: Turn, answer: Turn, message_ids: list[int]
+    ) -> tuple[int, int]:
+        answer = replace(answer, message_ids=tuple(message_ids))
         if request.replaces is not None:
             await self.store.replace_reply(
                 request.replaces[1],
                 content=answer.content,
-                model=model,
-                incomplete=incomplete,
+                model=answer.model,
+                incomplete=answer.incomplete,
                 message_ids=message_ids,
             )
-            final_view.turn_ids = request.replaces
-        else:
-            ids = await self.store.append(request.channel_id, request.guild_id, [prompt, answer])
-            final_view.turn_ids = (ids[0], ids[1])
+            return request.replaces
+        ids = await self.store.append(request.channel_id, request.guild_id, [prompt, answer])
+        return ids[0], ids[1]
 
     @staticmethod
     async def _relay_first_shown(reply: LiveReply, first_shown: asyncio.Event) -> None:
