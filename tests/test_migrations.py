@@ -19,6 +19,8 @@ EXPECTED_TABLES = {
     "quota_usage",
     "jobs",
     "api_keys",
+    "config_audit",
+    "send_data_audit",
 }
 
 

@@ -167,3 +167,38 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConfigAudit(Base):
+    """One change of a guild or channel setting: who, when, old → new."""
+
+    __tablename__ = "config_audit"
+    __table_args__ = (Index("ix_config_audit_guild_recent", "guild_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    actor_id: Mapped[int] = mapped_column(BigInteger)
+    setting: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[int | None] = mapped_column(BigInteger)  # the channel or role the change is about
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SendDataAudit(Base):
+    """Every send-data post, accepted or refused, from the HTTP endpoint or `/embed send`."""
+
+    __tablename__ = "send_data_audit"
+    __table_args__ = (Index("ix_send_data_audit_guild_recent", "guild_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # http | command
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)  # the admin, for `/embed send`
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[int] = mapped_column(Integer)  # HTTP status (200 accepted; 4xx/5xx refused)
+    detail: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    remote: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
