@@ -99,12 +99,18 @@ async def check_providers(resources: Resources) -> list[Check]:
     checks = []
     for health in await resources.providers.health():
         where = f"{health.profile} at {health.base_url}"
-        detail = (
-            f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}"
-            if health.reachable
-            else f"{where}: {health.problem}"
-        )
-        checks.append(Check(f"Provider {health.name}", health.reachable, detail, health.fix or ""))
+        if not health.reachable:
+            checks.append(
+                Check(f"Provider {health.name}", False, f"{where}: {health.problem}", health.fix or "")
+            )
+            continue
+        detail = f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}"
+        if health.problem:  # reachable, yet something is wrong (a rejected key, an HTML models page)
+            checks.append(
+                Check(f"Provider {health.name}", False, f"{detail}; {health.problem}", health.fix or "")
+            )
+        else:
+            checks.append(Check(f"Provider {health.name}", True, detail))
     return checks
 
 

@@ -67,3 +67,19 @@ async def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
         assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_migrations_on_postgresql(postgres_url: str) -> None:
+    """DATABASE_URL alone switches to PostgreSQL: same migrations, no schema drift, clean downgrade."""
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_tables) == EXPECTED_TABLES
+            assert await connection.run_sync(_schema_drift) == []
+        await downgrade(engine, "base")
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_tables) == set()
+    finally:
+        await engine.dispose()

@@ -18,6 +18,8 @@ async def discord_emu() -> AsyncIterator[DiscordEmulator]:
     await emu.start()
     yield emu
     await emu.close()
+    # A bug inside the emulator would otherwise only show up as a 500 that discord.py retries.
+    assert emu.internal_errors == []
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ def help_lines(itx: object) -> dict[str, str]:
 
 async def test_logs_in_and_syncs_commands(discord_emu: DiscordEmulator, concord: Concord) -> None:
     paths = [request.path for request in discord_emu.requests]
-    assert "/api/v10/users/@me" in paths
-    assert "/api/v10/oauth2/applications/@me" in paths
-    assert "/api/v10/gateway/bot" in paths  # AutoShardedBot asks for the shard count
+    assert "/users/@me" in paths
+    assert "/oauth2/applications/@me" in paths
+    assert "/gateway/bot" in paths  # AutoShardedBot asks for the shard count
     synced = {command["name"]: command for command in discord_emu.global_commands}
     assert {"help", "ping"} <= set(synced)
     # Usable in servers, the bot's DMs and (user installs) private channels.
@@ -98,7 +98,9 @@ async def test_runtime_permission_check_refuses_non_admins(
     discord_emu: DiscordEmulator, world: World, concord_with_samples: Concord
 ) -> None:
     # default_permissions is only a hint a server admin can change; the runtime check still refuses.
-    itx = await discord_emu.run_command(world.member, "admin-only", channel=world.general)
+    itx = await discord_emu.run_command(
+        world.member, "admin-only", channel=world.general, ignore_default_permissions=True
+    )
     await itx.wait_for_response(timeout=5)
     assert itx.ephemeral
     assert itx.original["content"] == "You need the Manage Server permission to use this."
