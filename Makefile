@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg libopus0
+SYSTEM_PACKAGES := ffmpeg libopus0 postgresql
 
 .PHONY: run test lint demo migrate doctor commands sync bench sysdeps clean
 
@@ -14,18 +14,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# FFmpeg and libopus are needed for voice (/tts). Installed with apt-get when we
-# are root on Debian/Ubuntu; otherwise we name what is missing and go on.
+# FFmpeg and libopus are needed for voice (/tts); the PostgreSQL server for the tests of the
+# multi-process path. Installed with apt-get when we are root on Debian/Ubuntu; otherwise we
+# name what is missing and go on.
 sysdeps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || missing="$$missing libopus0"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "Missing system packages:$$missing (install them, e.g. 'sudo apt-get install$$missing'); voice will be unavailable."; \
+	    echo "Missing system packages:$$missing (install them: sudo apt-get install$$missing)."; \
 	  fi; \
 	fi
 
