@@ -1,0 +1,332 @@
+"""Guild and channel settings: effective values for the capabilities, validated updates with an audit row."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.errors import FeatureUnavailable, InvalidInput
+from bot.services.quotas import PLANS
+from bot.store.models import ChannelSettings, ConfigAudit, GuildSettings
+
+# Capabilities a guild can switch off; each capability cog checks its own name.
+CAPABILITIES: tuple[str, ...] = ("chat", "image", "imagine", "vision", "ask", "songs", "tts")
+ModelKind = Literal["chat", "image", "vision", "tts"]
+MODEL_COLUMNS: dict[str, str] = {
+    "chat": "chat_model",
+    "image": "image_model",
+    "vision": "vision_model",
+    "tts": "tts_voice",
+}
+SYSTEM_PROMPT_MAX = 4000
+MAX_INPUT_CHARS_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class GuildConfig:
+    """A guild's effective settings; every field has its default when the guild never set it."""
+
+    guild_id: int
+    chat_model: str | None = None
+    image_model: str | None = None
+    vision_model: str | None = None
+    tts_voice: str | None = None
+    disabled_capabilities: frozenset[str] = frozenset()
+    chat_all_channels: bool = False
+    chat_channel_ids: frozenset[int] = frozenset()
+    max_input_chars: int | None = None
+    quota_bypass_role_id: int | None = None
+    log_channel_id: int | None = None
+    role_plans: Mapping[str, Any] = field(default_factory=dict)
+
+    def is_enabled(self, capability: str) -> bool:
+        return capability not in self.disabled_capabilities
+
+    def chat_answers_in(self, channel_id: int, parent_id: int | None = None) -> bool:
+        """Whether chat answers mentions here: everywhere, or in the listed channels (and their threads)."""
+        if not self.is_enabled("chat"):
+            return False
+        return self.chat_all_channels or bool({channel_id, parent_id} & self.chat_channel_ids)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    channel_id: int
+    system_prompt: str | None
+    chat_enabled: bool | None  # None: not set for this channel
+    chat_model: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    actor_id: int
+    setting: str
+    target_id: int | None
+    old_value: str | None
+    new_value: str | None
+    created_at: Any
+
+
+def _shown(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class GuildConfigService:
+    """Reads and writes GuildSettings/ChannelSettings. Every write records who/when/old → new in
+    `config_audit` in the same transaction; validation happens before anything is written."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get(self, guild_id: int) -> GuildConfig:
+        async with self.sessions() as session:
+            row = await session.get(GuildSettings, guild_id)
+            chat_channels = await session.scalars(
+                select(ChannelSettings.channel_id).where(
+                    ChannelSettings.guild_id == guild_id, ChannelSettings.chat_enabled.is_(True)
+                )
+            )
+            channel_ids = frozenset(chat_channels.all())
+        if row is None:
+            return GuildConfig(guild_id=guild_id, chat_channel_ids=channel_ids)
+        return GuildConfig(
+            guild_id=guild_id,
+            chat_model=row.chat_model,
+            image_model=row.image_model,
+            vision_model=row.vision_model,
+            tts_voice=row.tts_voice,
+            disabled_capabilities=frozenset(row.disabled_capabilities or ()),
+            chat_all_channels=row.chat_all_channels,
+            chat_channel_ids=channel_ids,
+            max_input_chars=row.max_input_chars,
+            quota_bypass_role_id=row.quota_bypass_role_id,
+            log_channel_id=row.log_channel_id,
+            role_plans=dict(row.role_plans or {}),
+        )
+
+    async def channel(self, channel_id: int) -> ChannelConfig:
+        async with self.sessions() as session:
+            row = await session.get(ChannelSettings, channel_id)
+        if row is None:
+            return ChannelConfig(channel_id, None, None, None)
+        return ChannelConfig(channel_id, row.system_prompt, row.chat_enabled, row.chat_model)
+
+    async def ensure_enabled(self, guild_id: int | None, capability: str) -> None:
+        """Raise FeatureUnavailable when a server admin switched `capability` off (DMs: always on)."""
+        if guild_id is None:
+            return
+        if not (await self.get(guild_id)).is_enabled(capability):
+            raise FeatureUnavailable(f"The server's admins have switched {capability} off here.")
+
+    async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]:
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(ConfigAudit)
+                .where(ConfigAudit.guild_id == guild_id)
+                .order_by(ConfigAudit.id.desc())
+                .limit(limit)
+            )
+            return [
+                AuditEntry(r.id, r.actor_id, r.setting, r.target_id, r.old_value, r.new_value, r.created_at)
+                for r in rows
+            ]
+
+    # --- writes --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert(session: AsyncSession) -> Any:
+        return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+    async def _guild_row(self, session: AsyncSession, guild_id: int) -> GuildSettings:
+        # Insert-if-missing first: the transaction starts with a write, so SQLite takes the write lock
+        # before we read the old value (no read-then-upgrade deadlock, and the audit's "old" is exact).
+        insert = self._insert(session)
+        await session.execute(
+            insert(GuildSettings)
+            .values(guild_id=guild_id, disabled_capabilities=[], role_plans={}, chat_all_channels=False)
+            .on_conflict_do_nothing(index_elements=["guild_id"])
+        )
+        row = await session.get(GuildSettings, guild_id, populate_existing=True)
+        assert row is not None
+        return row
+
+    async def _channel_row(self, session: AsyncSession, guild_id: int, channel_id: int) -> ChannelSettings:
+        insert = self._insert(session)
+        await session.execute(
+            insert(ChannelSettings)
+            .values(channel_id=channel_id, guild_id=guild_id)
+            .on_conflict_do_nothing(index_elements=["channel_id"])
+        )
+        row = await session.get(ChannelSettings, channel_id, populate_existing=True)
+        assert row is not None
+        if row.guild_id != guild_id:
+            raise InvalidInput("That channel belongs to another server.")
+        return row
+
+    @staticmethod
+    def _record(
+        session: AsyncSession,
+        guild_id: int,
+        actor_id: int,
+        setting: str,
+        old: Any,
+        new: Any,
+        target_id: int | None = None,
+    ) -> None:
+        session.add(
+            ConfigAudit(
+                guild_id=guild_id,
+                actor_id=actor_id,
+                setting=setting,
+                target_id=target_id,
+                old_value=_shown(old),
+                new_value=_shown(new),
+            )
+        )
+
+    async def _set_guild(self, guild_id: int, actor_id: int, setting: str, column: str, value: Any) -> Any:
+        async with self.sessions() as session:
+            row = await self._guild_row(session, guild_id)
+            old = getattr(row, column)
+            setattr(row, column, value)
+            self._record(session, guild_id, actor_id, setting, old, value)
+            await session.commit()
+            return old
+
+    async def set_model(
+        self, guild_id: int, actor_id: int, kind: str, model: str | None, *, known: Collection[str]
+    ) -> None:
+        """Set the default model (or TTS voice) for `kind`; None restores the bot-wide default.
+
+        `known` is the provider's list for that kind; a name not in it is refused (case-insensitively)."""
+        if kind not in MODEL_COLUMNS:
+            raise InvalidInput(f"Model kinds are {', '.join(MODEL_COLUMNS)}.")
+        if model is not None:
+            model = model.strip()
+            by_lower = {name.lower(): name for name in known}
+            if not by_lower:
+                raise InvalidInput(
+                    f"No {kind} model list is available right now, so `{model[:100]}` can't be checked; "
+                    "try again when the AI providers answer."
+                )
+            if model.lower() not in by_lower:
+                raise InvalidInput(
+                    f"`{model[:100]}` isn't in the {kind} model list; pick one from the suggestions."
+                )
+            model = by_lower[model.lower()]
+        column = MODEL_COLUMNS[kind]
+        await self._set_guild(guild_id, actor_id, column, column, model)
+
+    async def set_capability(self, guild_id: int, actor_id: int, capability: str, enabled: bool) -> None:
+        if capability not in CAPABILITIES:
+            raise InvalidInput(f"Capabilities are {', '.join(CAPABILITIES)}.")
+        async with self.sessions() as session:
+            row = await self._guild_row(session, guild_id)
+            old = sorted(row.disabled_capabilities or [])
+            new = sorted(set(old) - {capability}) if enabled else sorted({*old, capability})
+            row.disabled_capabilities = new
+            self._record(session, guild_id, actor_id, "disabled_capabilities", old, new)
+            await session.commit()
+
+    async def set_chat_all_channels(self, guild_id: int, actor_id: int, enabled: bool) -> None:
+        await self._set_guild(guild_id, actor_id, "chat_all_channels", "chat_all_channels", enabled)
+
+    async def set_max_input_chars(self, guild_id: int, actor_id: int, value: int | None) -> None:
+        if value is not None and not 1 <= value <= MAX_INPUT_CHARS_LIMIT:
+            raise InvalidInput(f"Max input characters must be from 1 to {MAX_INPUT_CHARS_LIMIT}.")
+        await self._set_guild(guild_id, actor_id, "max_input_chars", "max_input_chars", value)
+
+    async def set_bypass_role(
+        self, guild_id: int, actor_id: int, role_id: int | None, *, role_guild_id: int | None = None
+    ) -> None:
+        if role_id is not None and role_guild_id != guild_id:
+            raise InvalidInput("That role belongs to another server.")
+        await self._set_guild(guild_id, actor_id, "quota_bypass_role", "quota_bypass_role_id", role_id)
+
+    async def set_log_channel(
+        self, guild_id: int, actor_id: int, channel_id: int | None, *, channel_guild_id: int | None = None
+    ) -> None:
+        if channel_id is not None and channel_guild_id != guild_id:
+            raise InvalidInput("That channel isn't in this server.")
+        await self._set_guild(guild_id, actor_id, "log_channel", "log_channel_id", channel_id)
+
+    async def set_role_plan(
+        self,
+        guild_id: int,
+        actor_id: int,
+        role_id: int,
+        plan: str | Mapping[str, Any] | None,
+        *,
+        role_guild_id: int | None = None,
+    ) -> None:
+        """Give a role a plan: "free", "premium", custom numbers (see quotas.parse_custom_limits), or None
+        to remove it. The @everyone role (id = guild id) sets the default for members without a plan role."""
+        if role_guild_id != guild_id:
+            raise InvalidInput("That role belongs to another server.")
+        if isinstance(plan, str) and plan not in PLANS:
+            raise InvalidInput(f"Plans are {', '.join(PLANS)}, or custom numbers.")
+        async with self.sessions() as session:
+            row = await self._guild_row(session, guild_id)
+            plans = dict(row.role_plans or {})
+            old = plans.get(str(role_id))
+            if plan is None:
+                plans.pop(str(role_id), None)
+            else:
+                plans[str(role_id)] = plan if isinstance(plan, str) else dict(plan)
+            row.role_plans = plans
+            self._record(session, guild_id, actor_id, "role_plan", old, plan, target_id=role_id)
+            await session.commit()
+
+    async def set_chat_channel(
+        self,
+        guild_id: int,
+        actor_id: int,
+        channel_id: int,
+        enabled: bool | None,
+        *,
+        channel_guild_id: int | None,
+    ) -> None:
+        if channel_guild_id != guild_id:
+            raise InvalidInput("That channel isn't in this server.")
+        async with self.sessions() as session:
+            row = await self._channel_row(session, guild_id, channel_id)
+            old = row.chat_enabled
+            row.chat_enabled = enabled
+            self._record(session, guild_id, actor_id, "chat_channel", old, enabled, target_id=channel_id)
+            await session.commit()
+
+    async def set_system_prompt(
+        self,
+        guild_id: int,
+        actor_id: int,
+        channel_id: int,
+        prompt: str | None,
+        *,
+        channel_guild_id: int | None,
+    ) -> None:
+        if channel_guild_id != guild_id:
+            raise InvalidInput("That channel isn't in this server.")
+        prompt = (prompt or "").strip() or None
+        if prompt is not None and len(prompt) > SYSTEM_PROMPT_MAX:
+            raise InvalidInput(
+                f"A system prompt may be at most {SYSTEM_PROMPT_MAX} characters (got {len(prompt)})."
+            )
+        async with self.sessions() as session:
+            row = await self._channel_row(session, guild_id, channel_id)
+            old = row.system_prompt
+            row.system_prompt = prompt
+            self._record(session, guild_id, actor_id, "system_prompt", old, prompt, target_id=channel_id)
+            await session.commit()

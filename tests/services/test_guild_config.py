@@ -1,0 +1,136 @@
+"""Guild configuration: validated writes, effective reads, and an audit row per change."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.errors import FeatureUnavailable, InvalidInput
+from bot.services.api_keys import ApiKeyService, hash_key
+from bot.services.guild_config import GuildConfigService
+from bot.services.quotas import UNLIMITED_PLAN, Feature, QuotaService, Window, parse_custom_limits
+from bot.store.models import ApiKey
+
+GUILD, OTHER_GUILD = 10, 20
+ADMIN = 1
+CHANNEL, ROLE = 100, 200
+
+
+@pytest.fixture
+def config(db_sessions: async_sessionmaker[AsyncSession]) -> GuildConfigService:
+    return GuildConfigService(db_sessions)
+
+
+async def test_defaults_when_nothing_is_set(config: GuildConfigService) -> None:
+    effective = await config.get(GUILD)
+    assert effective.chat_model is None and effective.is_enabled("chat")
+    assert not effective.chat_answers_in(CHANNEL)
+    assert (await config.channel(CHANNEL)).system_prompt is None
+    assert await config.audit(GUILD) == []
+
+
+async def test_model_must_be_in_the_list_and_is_stored_canonically(config: GuildConfigService) -> None:
+    with pytest.raises(InvalidInput, match="isn't in the chat model list"):
+        await config.set_model(GUILD, ADMIN, "chat", "gpt-99", known=["gpt-4o", "llama-3-70b"])
+    with pytest.raises(InvalidInput, match="No vision model list"):
+        await config.set_model(GUILD, ADMIN, "vision", "x", known=[])
+    await config.set_model(GUILD, ADMIN, "chat", "GPT-4O", known=["gpt-4o", "llama-3-70b"])
+    assert (await config.get(GUILD)).chat_model == "gpt-4o"
+    await config.set_model(GUILD, ADMIN, "chat", None, known=[])
+    assert (await config.get(GUILD)).chat_model is None
+    [cleared, chosen] = await config.audit(GUILD)
+    assert (chosen.setting, chosen.old_value, chosen.new_value, chosen.actor_id) == (
+        "chat_model",
+        None,
+        "gpt-4o",
+        ADMIN,
+    )
+    assert (cleared.old_value, cleared.new_value) == ("gpt-4o", None)
+
+
+async def test_capabilities_switch_off_and_on(config: GuildConfigService) -> None:
+    await config.set_capability(GUILD, ADMIN, "vision", False)
+    with pytest.raises(FeatureUnavailable):
+        await config.ensure_enabled(GUILD, "vision")
+    await config.ensure_enabled(None, "vision")  # DMs are not governed by any server
+    await config.ensure_enabled(OTHER_GUILD, "vision")
+    await config.set_capability(GUILD, ADMIN, "vision", True)
+    await config.ensure_enabled(GUILD, "vision")
+    with pytest.raises(InvalidInput):
+        await config.set_capability(GUILD, ADMIN, "teleport", False)
+    assert [e.new_value for e in await config.audit(GUILD)] == ["[]", '["vision"]']
+
+
+async def test_channels_must_be_in_the_guild(config: GuildConfigService) -> None:
+    with pytest.raises(InvalidInput):
+        await config.set_log_channel(GUILD, ADMIN, CHANNEL, channel_guild_id=OTHER_GUILD)
+    with pytest.raises(InvalidInput):
+        await config.set_chat_channel(GUILD, ADMIN, CHANNEL, True, channel_guild_id=OTHER_GUILD)
+    await config.set_chat_channel(GUILD, ADMIN, CHANNEL, True, channel_guild_id=GUILD)
+    await config.set_log_channel(GUILD, ADMIN, CHANNEL, channel_guild_id=GUILD)
+    effective = await config.get(GUILD)
+    assert effective.chat_answers_in(CHANNEL) and effective.chat_answers_in(999, parent_id=CHANNEL)
+    assert not effective.chat_answers_in(999)
+    assert effective.log_channel_id == CHANNEL
+    assert await config.audit(GUILD, limit=1)
+
+
+async def test_system_prompt_per_channel(config: GuildConfigService) -> None:
+    await config.set_system_prompt(GUILD, ADMIN, CHANNEL, "You are a pirate.", channel_guild_id=GUILD)
+    assert (await config.channel(CHANNEL)).system_prompt == "You are a pirate."
+    with pytest.raises(InvalidInput, match="at most 4000"):
+        await config.set_system_prompt(GUILD, ADMIN, CHANNEL, "x" * 4001, channel_guild_id=GUILD)
+    await config.set_system_prompt(GUILD, ADMIN, CHANNEL, "  ", channel_guild_id=GUILD)
+    assert (await config.channel(CHANNEL)).system_prompt is None
+    [cleared, first] = await config.audit(GUILD)
+    assert (first.target_id, first.new_value, cleared.old_value) == (
+        CHANNEL,
+        "You are a pirate.",
+        "You are a pirate.",
+    )
+
+
+async def test_role_plan_takes_effect_in_quotas(
+    config: GuildConfigService, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    quotas = QuotaService(db_sessions)
+    await config.set_role_plan(GUILD, ADMIN, ROLE, "premium", role_guild_id=GUILD)
+    assert (await quotas.plan_for(GUILD, [ROLE])).name == "premium"
+    await config.set_role_plan(GUILD, ADMIN, ROLE, parse_custom_limits("llm.minute=3"), role_guild_id=GUILD)
+    assert (await quotas.plan_for(GUILD, [ROLE])).caps(Feature.LLM)[Window.MINUTE] == 3
+    await config.set_bypass_role(GUILD, ADMIN, ROLE, role_guild_id=GUILD)
+    assert (await quotas.plan_for(GUILD, [ROLE])) is UNLIMITED_PLAN
+    with pytest.raises(InvalidInput):
+        await config.set_role_plan(GUILD, ADMIN, ROLE, "platinum", role_guild_id=GUILD)
+    with pytest.raises(InvalidInput):
+        await config.set_bypass_role(GUILD, ADMIN, ROLE, role_guild_id=OTHER_GUILD)
+    await config.set_role_plan(GUILD, ADMIN, ROLE, None, role_guild_id=GUILD)
+    assert (await config.get(GUILD)).role_plans == {}
+
+
+async def test_max_input_chars_range(config: GuildConfigService) -> None:
+    await config.set_max_input_chars(GUILD, ADMIN, 2500)
+    assert (await config.get(GUILD)).max_input_chars == 2500
+    with pytest.raises(InvalidInput):
+        await config.set_max_input_chars(GUILD, ADMIN, 0)
+
+
+async def test_api_keys_are_hashed_scoped_and_revocable(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    keys = ApiKeyService(db_sessions)
+    created = await keys.create(GUILD, "dashboard", ADMIN)
+    async with db_sessions() as session:
+        row = await session.get(ApiKey, created.id)
+        assert row is not None and row.key_hash == hash_key(created.key) and created.key not in row.key_hash
+    found = await keys.authenticate(created.key)
+    assert found is not None and found.guild_id == GUILD
+    assert await keys.authenticate(created.key + "x") is None
+    assert [k.name for k in await keys.list(GUILD)] == ["dashboard"]
+    assert await keys.list(OTHER_GUILD) == []
+    with pytest.raises(InvalidInput):
+        await keys.revoke(OTHER_GUILD, created.id)  # another guild's admin can't revoke it
+    await keys.revoke(GUILD, created.id)
+    assert await keys.authenticate(created.key) is None
+    assert await keys.list(GUILD) == []
+    assert [k.revoked_at is not None for k in await keys.list(GUILD, include_revoked=True)] == [True]
