@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import aiohttp
 import discord
+from dotenv import load_dotenv
 
 from bot.app import Concord, point_discord_at
 from bot.config import Settings, load_settings
@@ -123,6 +124,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Provider keys are named by providers.toml (api_key_env) and live in .env beside the settings.
+    load_dotenv(".env", override=False)
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -62,3 +62,11 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> SecretRed
     # discord.py's HTTP client logs full request bodies at DEBUG; keep it quieter than ours.
     logging.getLogger("discord.http").setLevel(max(logging.getLevelName(level), logging.INFO))
     return redactor
+
+
+def add_secret(secret: str | None) -> None:
+    """Teach the installed redactor one more secret (e.g. a provider key loaded after logging started)."""
+    for handler in logging.getLogger().handlers:
+        for log_filter in handler.filters:
+            if isinstance(log_filter, SecretRedactor):
+                log_filter.add_secret(secret)

@@ -11,6 +11,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.logging_setup import add_secret
 from bot.providers import ProviderClient, ProviderConfig, load_providers
 from bot.store.engine import create_engine, create_sessionmaker
 
@@ -27,9 +28,14 @@ class Resources:
 
 
 def provider_configs(settings: Settings) -> list[ProviderConfig]:
+    """Providers from PROVIDERS_FILE; keys come from the environment (and .env) and join the redactor."""
     if settings.providers_file is None:
         return []
-    return load_providers(settings.providers_file, os.environ)
+    configs = load_providers(settings.providers_file, os.environ)
+    for config in configs:
+        if config.api_key is not None:
+            add_secret(config.api_key.reveal())
+    return configs
 
 
 @asynccontextmanager
