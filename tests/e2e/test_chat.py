@@ -12,15 +12,16 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from bot.app import Concord
 from bot.discordkit.live_reply import INCOMPLETE_NOTE, STOPPED_NOTE, WRITING_MARKER
 from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority, channel_write_budget
-from bot.store.models import GuildSettings
+from bot.store.models import GuildSettings, QuotaUsage
 from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url
 from tests.emulators.discord_emulator import DiscordEmulator
-from tests.emulators.gateway import GatewayEmulator, StreamEndsEarly
+from tests.emulators.gateway import GatewayEmulator, ServerError, StreamEndsEarly
 
 Json = dict[str, Any]
 
@@ -543,3 +544,23 @@ async def test_models_and_autocomplete(
     warm = await discord_emu.autocomplete(world.member, "chat", "model", "gpt", channel=world.general)
     assert 0 < len(warm) <= 25
     assert all("gpt" in choice["name"].lower() for choice in warm)
+
+
+async def test_a_turn_uses_quota_and_a_failed_provider_call_refunds_it(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    async def used() -> int:
+        async with chat_bot.db_sessions() as session:
+            rows = (
+                await session.scalars(select(QuotaUsage).where(QuotaUsage.user_id == world.member.id))
+            ).all()
+        return max((row.used for row in rows), default=0)
+
+    gateway.inject("chat", ServerError(), times=3)
+    failed = await discord_emu.run_command(world.member, "chat", {"prompt": "hi"}, channel=world.general)
+    await until(lambda: bool(failed.original and failed.original["content"]))
+    assert "not answering" in failed.original["content"]
+    assert await used() == 0
+    gateway.clear_faults()
+    await chat(discord_emu, world.member, world.general, "hi again")
+    assert await used() == 1
