@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
+from tests.e2e.harness import write_providers_file
 from tests.emulators.discord_emulator import DiscordEmulator
+from tests.emulators.gateway import GatewayEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,3 +118,75 @@ async def test_sync_without_token_says_what_to_set(tmp_path: Path) -> None:
     code, _, stderr = await run_cli(tmp_path, "sync")
     assert code == 2
     assert "DISCORD_TOKEN is not set" in stderr
+
+
+async def test_sync_registers_the_commands(tmp_path: Path) -> None:
+    emu = DiscordEmulator()
+    await emu.start()
+    try:
+        code, stdout, stderr = await run_cli(
+            tmp_path, "sync", DISCORD_TOKEN=emu.token, DISCORD_API_BASE=emu.api_base
+        )
+        synced = {command["name"] for command in emu.global_commands}
+    finally:
+        await emu.close()
+    assert code == 0, stderr
+    assert stdout.startswith("Synced ") and "globally" in stdout
+    assert {"help", "ping"} <= synced
+
+
+async def test_run_serves_commands_until_interrupted(tmp_path: Path) -> None:
+    """`python -m bot run` end to end: migrates, connects, answers /ping, stops cleanly on Ctrl-C."""
+    emu = DiscordEmulator()
+    await emu.start()
+    user = emu.create_user("carol")
+    guild = emu.create_guild("Run Guild", owner=user)
+    channel = guild.create_text_channel("general")
+    guild.add_member(user)
+    environment = cli_environment(
+        tmp_path,
+        DISCORD_TOKEN=emu.token,
+        DISCORD_API_BASE=emu.api_base,
+        DISCORD_GATEWAY_URL=emu.gateway_url,
+        GUILD_READY_TIMEOUT="0.1",
+        DEV_GUILD_ID=str(guild.id),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await emu.wait_until_ready(timeout=30)
+        for _ in range(200):  # the dev-guild sync happens in setup_hook, before READY; wait for it anyway
+            if any(command["name"] == "ping" for command in emu.guild_commands(guild)):
+                break
+            await asyncio.sleep(0.05)
+        itx = await emu.run_command(user, "ping", channel=channel)
+        await itx.wait_for_response(timeout=10)
+        assert itx.original["content"].startswith("Pong!")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        await emu.close()
+    assert process.returncode == 0, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert (tmp_path / "cli.db").exists()
+
+
+async def test_doctor_reports_a_reachable_provider(tmp_path: Path) -> None:
+    gateway = GatewayEmulator("airforce")
+    await gateway.start()
+    try:
+        providers_file = write_providers_file(tmp_path, [gateway])
+        _, stdout, stderr = await run_cli(tmp_path, "doctor", PROVIDERS_FILE=str(providers_file))
+    finally:
+        await gateway.close()
+    assert "Traceback" not in stderr
+    [row] = [line for line in stdout.splitlines() if line.startswith("Provider airforce-1")]
+    assert "OK" in row and "airforce at http://127.0.0.1" in row and "chat" in row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.resources import open_resources
 from bot.store.migrate import upgrade
 from tests.emulators.discord_emulator import DiscordEmulator
+from tests.emulators.gateway import GatewayEmulator
 
 
 @dataclass
@@ -95,3 +96,15 @@ async def running_bot(
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite+aiosqlite:///{folder / 'concord.db'}"
+
+
+def write_providers_file(folder: Path, gateways: Sequence[GatewayEmulator]) -> Path:
+    """A providers.toml listing the given gateway emulators in priority order (no keys needed)."""
+    path = folder / "providers.toml"
+    tables = [
+        f'[[provider]]\nname = "{gateway.profile}-{index}"\nprofile = "{gateway.profile}"\n'
+        f'base_url = "{gateway.base_url}"\n'
+        for index, gateway in enumerate(gateways, start=1)
+    ]
+    path.write_text("\n".join(tables))
+    return path
