@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     chat_button_timeout: float = Field(
         default=600.0, ge=1, le=86400, description="Seconds the Stop/Regenerate buttons stay usable."
     )
+    # --- governance: the send-data HTTP endpoint (bot/http_api.py) ---
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of the send-data/healthz HTTP endpoint; empty: off."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP endpoint listens on.")
+    send_data_rate_limit: int = Field(
+        default=30, ge=1, le=10_000, description="POST /send-data requests each API key may make per minute."
+    )
 
     @field_validator("owner_ids", mode="before")
     @classmethod
@@ -108,6 +116,7 @@ class Settings(BaseSettings):
         "discord_gateway_url",
         "chat_default_model",
         "chat_system_prompt",
+        "http_port",
         mode="before",
     )
     @classmethod

@@ -1,0 +1,234 @@
+"""The optional HTTP endpoint: `POST /send-data` (seed 000's payload, guild-scoped keys), `GET /healthz`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import discord
+from aiohttp import web
+
+from bot.discordkit.embeds import message_kwargs
+from bot.services.api_keys import ApiKeyService, KeyInfo
+from bot.services.quotas import Denial, Window, WindowCounter
+from bot.services.send_audit import SendAuditLog
+from bot.services.send_data import SendDataInvalid, parse_payload
+from bot.store.engine import ping as ping_database
+
+if TYPE_CHECKING:
+    from bot.app import Concord
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024  # 10 full embeds are ~25 KiB of UTF-8; anything bigger is not a message
+RATE_FEATURE = "send_data"
+HEALTH_DB_TIMEOUT = 2.0
+
+
+class Refused(Exception):
+    """A request that ends with an HTTP error; carries what the audit row and the JSON body need."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        body = {"error": self.error, "message": self.message, **self.extra}
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def bearer_key(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class SendDataServer:
+    """aiohttp app bound to HTTP_HOST:HTTP_PORT; posts through the running bot."""
+
+    def __init__(self, bot: Concord, *, host: str, port: int, rate_per_minute: int) -> None:
+        self.bot = bot
+        self.host = host
+        self.requested_port = port
+        self.rate_per_minute = rate_per_minute
+        self.keys = ApiKeyService(bot.db_sessions)
+        self.audit = SendAuditLog(bot.db_sessions)
+        self.rate = WindowCounter(bot.db_sessions)
+        self.app = web.Application(client_max_size=MAX_BODY_BYTES)
+        self.app.router.add_post("/send-data", self.send_data)
+        self.app.router.add_get("/healthz", self.healthz)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.requested_port)
+        await site.start()
+        # Port 0 asks the OS for a free port (tests); read back the one we got.
+        server: Any = site._server
+        sockets = getattr(server, "sockets", None) or ()
+        self.port = int(sockets[0].getsockname()[1]) if sockets else self.requested_port
+        log.info("HTTP endpoint listening on %s:%s (POST /send-data, GET /healthz)", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- POST /send-data -----------------------------------------------------------------------
+
+    async def send_data(self, request: web.Request) -> web.Response:
+        key: KeyInfo | None = None
+        channel_id: int | None = None
+        try:
+            key = await self._authenticate(request)
+            await self._rate_limit(key)
+            body = await self._read_body(request)
+            try:
+                data = json.loads(body)
+            except json.JSONDecodeError as exc:
+                raise Refused(400, "invalid_json", f"The body is not valid JSON ({exc.msg}).") from None
+            try:
+                payload = parse_payload(data, require_channel=True)
+            except SendDataInvalid as exc:
+                problems = exc.as_json()["problems"]
+                raise Refused(
+                    400, "invalid_payload", exc.user_message, extra={"problems": problems}
+                ) from None
+            channel_id = payload.channel_snowflake
+            assert channel_id is not None
+            channel = self._channel_for(key, channel_id)
+            try:
+                message = await channel.send(**message_kwargs(payload))
+            except discord.Forbidden:
+                raise Refused(403, "bot_forbidden", "The bot may not post in that channel.") from None
+            except discord.HTTPException as exc:
+                log.warning("send-data post to %s failed: %s %s", channel_id, exc.status, exc.text[:200])
+                raise Refused(
+                    502, "discord_error", "Discord refused the message; nothing was posted."
+                ) from None
+        except Refused as refused:
+            await self._audit(request, key, channel_id, refused.status, f"{refused.error}: {refused.message}")
+            return refused.response()
+        await self._audit(request, key, channel_id, 200, "posted", message_id=message.id)
+        return web.json_response({"ok": True, "id": str(message.id), "channelId": str(channel_id)})
+
+    async def _authenticate(self, request: web.Request) -> KeyInfo:
+        secret = bearer_key(request)
+        if secret is None:
+            raise Refused(
+                401,
+                "unauthorized",
+                "Send `Authorization: Bearer <key>`.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        key = await self.keys.authenticate(secret)
+        if key is None:
+            raise Refused(
+                401,
+                "unauthorized",
+                "That key is not valid or was revoked.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return key
+
+    async def _rate_limit(self, key: KeyInfo) -> None:
+        # Keys are counted in the quota table under negative subject ids, which no Discord user can have.
+        result = await self.rate.take(-key.id, RATE_FEATURE, {Window.MINUTE: self.rate_per_minute})
+        if isinstance(result, Denial):
+            retry_after = max(1, math.ceil(result.resets_at - self.rate.clock()))
+            raise Refused(
+                429,
+                "rate_limited",
+                f"This key may post {self.rate_per_minute} messages a minute; retry in {retry_after} s.",
+                extra={"retry_after": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    @staticmethod
+    async def _read_body(request: web.Request) -> str:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise Refused(413, "payload_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise Refused(
+                413, "payload_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes."
+            ) from None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(400, "invalid_json", "The body is not UTF-8 JSON.") from None
+
+    def _channel_for(self, key: KeyInfo, channel_id: int) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(channel_id)
+        if channel is None:
+            raise Refused(404, "unknown_channel", "The bot can't see a channel with that id.")
+        guild = getattr(channel, "guild", None)
+        if guild is None or guild.id != key.guild_id:
+            raise Refused(403, "wrong_guild", "This key can only post in channels of its own server.")
+        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
+            raise Refused(400, "invalid_payload", "`channelId` is not a channel messages can be posted in.")
+        return channel
+
+    async def _audit(
+        self,
+        request: web.Request,
+        key: KeyInfo | None,
+        channel_id: int | None,
+        status: int,
+        detail: str,
+        *,
+        message_id: int | None = None,
+    ) -> None:
+        try:
+            await self.audit.record(
+                source="http",
+                status=status,
+                detail=detail,
+                api_key_id=key.id if key else None,
+                guild_id=key.guild_id if key else None,
+                channel_id=channel_id,
+                message_id=message_id,
+                remote=request.remote,
+            )
+        except Exception:
+            log.exception("Could not write the send-data audit row (status %s)", status)
+
+    # --- GET /healthz --------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        gateway = self.bot.is_ready() and not self.bot.is_closed()
+        gateway = gateway and all(not shard.is_closed() for shard in self.bot.shards.values())
+        try:
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT):
+                database_ms: float | None = await ping_database(self.bot.db_engine)
+        except Exception:
+            database_ms = None
+        healthy = gateway and database_ms is not None
+        body = {
+            "status": "ok" if healthy else "unhealthy",
+            "gateway": gateway,
+            "database": database_ms is not None,
+            "database_ms": round(database_ms, 1) if database_ms is not None else None,
+            "guilds": len(self.bot.guilds),
+        }
+        return web.json_response(body, status=200 if healthy else 503)
