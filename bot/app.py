@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
+from bot.discordkit.write_budget import ChannelWriteBudget
+from bot.services.quotas import QuotaService
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
@@ -22,7 +24,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Every capability is one extension; a failing one is logged and the rest still load.
-EXTENSIONS: tuple[str, ...] = ("cogs.meta", "cogs.chat")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.meta",
+    "cogs.chat",
+    "cogs.config",
+    "cogs.usage",
+    "cogs.owner",
+    "cogs.embed",
+)
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -73,6 +82,9 @@ class Concord(commands.AutoShardedBot):
         self.db_engine = db_engine
         self.db_sessions = db_sessions
         self.providers = providers
+        # Every write the bot makes in a channel goes through one budget, whichever cog makes it.
+        self.write_budget = ChannelWriteBudget()
+        self.quotas = QuotaService(db_sessions)
         self.extensions_to_load = extensions
         self.failed_extensions: dict[str, str] = {}
 
@@ -108,6 +120,10 @@ class Concord(commands.AutoShardedBot):
         if user.id in self.settings.owner_ids:
             return True
         return await super().is_owner(user)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.write_budget.close()
 
     async def on_ready(self) -> None:
         assert self.user is not None

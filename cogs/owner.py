@@ -1,0 +1,141 @@
+"""/owner: sync commands, reload a cog, and stats (guilds, latency, failed cogs, provider key usage)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from sqlalchemy import func, select
+
+from bot.discordkit.checks import NotOwner
+from bot.discordkit.embeds import result_embed
+from bot.discordkit.responses import reply
+from bot.errors import ConcordError, InvalidInput
+from bot.providers.types import Capability
+from bot.store.models import ApiKey, QuotaUsage, SendDataAudit
+
+if TYPE_CHECKING:
+    from bot.app import Concord
+
+log = logging.getLogger(__name__)
+
+OWNER_COLOUR = 0xFEE75C
+
+
+class Owner(
+    commands.GroupCog,
+    name="Owner",
+    group_name="owner",
+    group_description="Bot owner tools.",
+    group_extras={"owner_only": True},
+):
+    """Bot owner tools."""
+
+    def __init__(self, bot: Concord) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction[Concord], /) -> bool:  # type: ignore[override]
+        # Owners are OWNER_IDS plus the application's owner; nobody else, whatever permissions say.
+        if not await self.bot.is_owner(interaction.user):
+            raise NotOwner("Only the bot's owners may use /owner.")
+        return True
+
+    @app_commands.command(name="sync", description="Sync slash commands globally, or to one guild.")
+    @app_commands.describe(guild_id="A guild id to sync to (instant); empty syncs globally.")
+    async def sync(self, interaction: discord.Interaction[Concord], guild_id: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if guild_id:
+            if not guild_id.isdigit():
+                raise InvalidInput("A guild id is a number.")
+            guild = discord.Object(int(guild_id))
+            self.bot.tree.copy_global_to(guild=guild)
+            synced = await self.bot.tree.sync(guild=guild)
+            where = f"guild {guild_id}"
+        else:
+            synced = await self.bot.tree.sync()
+            where = "globally (may take a while to show)"
+        await reply(interaction, f"Synced {len(synced)} commands {where}.")
+
+    @app_commands.command(name="reload", description="Reload one extension (cog) from disk.")
+    async def reload(self, interaction: discord.Interaction[Concord], extension: str) -> None:
+        if extension not in self.bot.extensions and extension not in self.bot.extensions_to_load:
+            raise InvalidInput(f"`{extension[:100]}` is not one of the bot's extensions.")
+        try:
+            if extension in self.bot.extensions:
+                await self.bot.reload_extension(extension)
+            else:
+                await self.bot.load_extension(extension)
+        except commands.ExtensionError as exc:
+            log.exception("Reloading %s failed", extension)
+            raise ConcordError(
+                f"Reloading `{extension}` failed: {type(exc.__cause__ or exc).__name__}."
+            ) from None
+        self.bot.failed_extensions.pop(extension, None)
+        await reply(
+            interaction, f"Reloaded `{extension}`. Run `/owner sync` if its commands changed.", ephemeral=True
+        )
+
+    @reload.autocomplete("extension")
+    async def reload_autocomplete(
+        self, interaction: discord.Interaction[Concord], current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = sorted({*self.bot.extensions, *self.bot.extensions_to_load})
+        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+
+    @app_commands.command(
+        name="stats", description="Guilds, latency, database counts and provider key usage."
+    )
+    async def stats(self, interaction: discord.Interaction[Concord]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        latency = self.bot.latency * 1000
+        async with self.bot.db_sessions() as session:
+            quota_rows = await session.scalar(select(func.count()).select_from(QuotaUsage))
+            active_keys = await session.scalar(
+                select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+            )
+            posts = await session.scalar(select(func.count()).select_from(SendDataAudit))
+        fields = [
+            ("Guilds", str(len(self.bot.guilds)), True),
+            ("Shards", str(self.bot.shard_count or 1), True),
+            (
+                "Gateway",
+                "unknown" if math.isnan(latency) or math.isinf(latency) else f"{latency:.0f} ms",
+                True,
+            ),
+            ("Quota rows", str(quota_rows), True),
+            ("Active API keys", str(active_keys), True),
+            ("send-data posts", str(posts), True),
+            ("Failed extensions", "\n".join(self.bot.failed_extensions) or "none", False),
+        ]
+        fields.extend(await self.provider_usage())
+        await reply(
+            interaction, embed=result_embed(title="Concord stats", colour=OWNER_COLOUR, fields=fields)
+        )
+
+    async def provider_usage(self) -> list[tuple[str, str, bool]]:
+        """`/check?key=` for every provider whose profile supports it and that has a key."""
+        providers = self.bot.providers
+        if providers is None:
+            return []
+        fields = []
+        for config in providers.providers:
+            if Capability.CHECK not in providers.capabilities(config.name) or config.api_key is None:
+                continue
+            try:
+                usage = await providers.check_key(config.name)
+            except ConcordError as exc:
+                fields.append((f"Key usage: {config.name}", exc.user_message[:1024], False))
+                continue
+            lines = [f"plan: {usage.plan}"] if usage.plan else []
+            lines += [f"{name}: {value}" for name, value in list(usage.values.items())[:20]]
+            fields.append((f"Key usage: {config.name}", "\n".join(lines) or "no figures returned", False))
+        return fields
+
+
+async def setup(bot: Concord) -> None:
+    await bot.add_cog(Owner(bot))
