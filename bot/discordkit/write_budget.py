@@ -228,12 +228,3 @@ def _consume_exception(future: asyncio.Future[Any]) -> None:
     # Fire-and-forget progress edits may fail (message deleted); their errors are logged, not raised.
     if not future.cancelled() and future.exception() is not None:
         log.debug("A scheduled write failed: %r", future.exception())
-
-
-def channel_write_budget(bot: object) -> ChannelWriteBudget:
-    """The bot's one scheduler (`bot.write_budget`), created on first use if the bot was built without it."""
-    budget = getattr(bot, "write_budget", None)
-    if budget is None:
-        budget = ChannelWriteBudget()
-        setattr(bot, "write_budget", budget)  # noqa: B010 (the attribute is not declared on every bot type)
-    return budget

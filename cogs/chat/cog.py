@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget, LiveReply, ReplyTarget
-from bot.discordkit.write_budget import Priority, channel_write_budget
+from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
 from bot.providers.types import ChatRequest, ModelInfo, ModelKind, StreamEnd
 from bot.services.conversations import (
@@ -107,8 +107,8 @@ class Chat(commands.Cog, name="Chat"):
         settings = bot.settings
         self.settings = settings
         self.store = ConversationStore(bot.db_sessions)
-        self.quotas: QuotaService = getattr(bot, "quotas", None) or QuotaService(bot.db_sessions)
-        self.budget = channel_write_budget(bot)
+        self.quotas: QuotaService = bot.quotas
+        self.budget = bot.write_budget
         self.gate = TurnGate(settings.chat_max_concurrency, settings.chat_busy_wait)
         self.catalog = ModelCatalog(self._fetch_models, fallback=[settings.chat_default_model or ""])
         self._mention = re.compile(r"<@!?(\d+)>")

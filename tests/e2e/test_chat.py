@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bot.app import Concord
 from bot.discordkit.live_reply import INCOMPLETE_NOTE, STOPPED_NOTE, WRITING_MARKER
 from bot.discordkit.splitting import fence_after
-from bot.discordkit.write_budget import Priority, channel_write_budget
+from bot.discordkit.write_budget import Priority
 from bot.store.models import GuildSettings, QuotaUsage
 from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url
 from tests.emulators.discord_emulator import DiscordEmulator
@@ -321,7 +321,7 @@ async def test_final_text_is_prompt_while_other_bot_messages_share_the_channel(
     gateway.chunk_delay = 0.1
     settings = chat_settings(discord_emu, gateway, tmp_path, chat_edit_interval=0.5)
     async with running_bot(discord_emu, settings) as bot:
-        budget = channel_write_budget(bot)
+        budget = bot.write_budget
         channel = bot.get_channel(world.general.id)
         assert channel is not None
         stop = asyncio.Event()
