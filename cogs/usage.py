@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 USAGE_COLOUR = 0x57F287
 BAR_CELLS = 8
+PRUNE_FIRST_DELAY = 300.0
 FeatureName = Literal["llm", "closed_llm", "image", "imagine", "vision", "ask", "songs", "tts"]
 
 
@@ -55,7 +57,7 @@ class Usage(commands.Cog, name="Usage"):
 
     def __init__(self, bot: Concord) -> None:
         self.bot = bot
-        self.quotas = QuotaService(bot.db_sessions)
+        self.quotas: QuotaService = bot.quotas
 
     async def cog_load(self) -> None:
         self.prune.start()
@@ -67,6 +69,11 @@ class Usage(commands.Cog, name="Usage"):
     async def prune(self) -> None:
         # Rows of windows that have ended are never read again.
         await self.quotas.counter.prune()
+
+    @prune.before_loop
+    async def _first_prune_later(self) -> None:
+        # Not at start-up: a short-lived process (or a test) should not be cancelled mid-statement.
+        await asyncio.sleep(PRUNE_FIRST_DELAY)
 
     @app_commands.command(name="usage", description="Show your remaining allowance per feature.")
     @app_commands.describe(user="Admins: someone else's usage.")

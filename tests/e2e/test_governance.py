@@ -1,0 +1,283 @@
+"""Governance end to end: /config (run-time admin check, each setting, audit), /usage, /embed send."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import Concord
+from bot.services.guild_config import GuildConfigService
+from bot.services.quotas import Feature
+from bot.store.models import ConfigAudit, SendDataAudit
+from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url, write_providers_file
+from tests.emulators.discord_emulator import DiscordEmulator
+from tests.emulators.gateway import GatewayEmulator
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[GatewayEmulator]:
+    emu = GatewayEmulator("digicord")
+    await emu.start()
+    yield emu
+    await emu.close()
+
+
+@pytest.fixture
+async def bot(
+    discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, tmp_path: Path
+) -> AsyncIterator[Concord]:
+    settings = emulator_settings(
+        discord_emu, sqlite_url(tmp_path), providers_file=write_providers_file(tmp_path, [gateway])
+    )
+    async with running_bot(discord_emu, settings) as running:
+        yield running
+
+
+async def run(emu: DiscordEmulator, who: Any, command: str, where: Any, /, **options: Any) -> Any:
+    itx = await emu.run_command(who, command, options=options, channel=where)
+    await itx.wait_for_response(timeout=5)
+    if itx.response_type == 5:  # deferred: the answer is the first followup
+        await itx.wait_for_followup(count=1)
+    return itx
+
+
+def text_of(itx: Any) -> str:
+    message = itx.original
+    assert message is not None
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds", []):
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+        parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)
+
+
+async def audit_rows(bot: Concord) -> list[ConfigAudit]:
+    async with bot.db_sessions() as session:
+        return list(await session.scalars(select(ConfigAudit).order_by(ConfigAudit.id)))
+
+
+async def test_config_is_refused_at_run_time_to_non_admins_who_can_see_it(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    # A server admin may have shown /config to everyone (integration settings); the run-time check holds.
+    for command, options in [
+        ("config show", {}),
+        ("config capability", {"name": "vision", "enabled": False}),
+        ("config apikey create", {"name": "sneaky"}),
+        ("embed send", {"channel": world.general, "json": '{"content": "hi"}'}),
+        ("usage-reset", {"user": world.admin}),
+    ]:
+        itx = await discord_emu.run_command(
+            world.member, command, options=options, channel=world.general, ignore_default_permissions=True
+        )
+        await itx.wait_for_response(timeout=5)
+        assert itx.ephemeral
+        assert "Manage Server" in itx.original["content"], command
+    assert await audit_rows(bot) == []
+    assert (await GuildConfigService(bot.db_sessions).get(world.guild.id)).is_enabled("vision")
+    assert [
+        m for m in discord_emu.messages(world.general) if m["_author_id"] == discord_emu.bot_user.id
+    ] == []
+
+
+async def test_config_is_hidden_from_members_and_dms(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    with pytest.raises(AssertionError):
+        await discord_emu.run_command(world.member, "config show", channel=world.general)
+    with pytest.raises(AssertionError):
+        await discord_emu.run_command(world.admin, "config show", channel=discord_emu.dm_channel(world.admin))
+
+
+async def test_each_setting_round_trips_into_show_and_audit(
+    discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, bot: Concord
+) -> None:
+    models = await bot.providers.list_models("chat")
+    chat_model = models[0].id
+    steps: list[tuple[str, dict[str, Any], str]] = [
+        ("config model", {"kind": "chat", "name": chat_model.upper()}, chat_model),
+        ("config model", {"kind": "tts", "name": "sophia"}, "sophia"),
+        ("config capability", {"name": "songs", "enabled": False}, "songs is now off"),
+        ("config chat-everywhere", {"enabled": True}, "every channel"),
+        ("config chat-channel", {"channel": world.general, "enabled": True}, "answers mentions"),
+        ("config max-input", {"characters": 1500}, "1500"),
+        ("config plan", {"role": world.mods, "plan": "premium"}, "premium"),
+        (
+            "config plan",
+            {"role": world.mods, "plan": "custom", "limits": "llm.minute=3 imagine.day=-"},
+            "llm.minute=3",
+        ),
+        ("config bypass-role", {"role": world.mods}, "bypass role"),
+        ("config log-channel", {"channel": world.general}, "Log channel"),
+    ]
+    for command, options, expected in steps:
+        itx = await run(discord_emu, world.admin, command, world.general, **options)
+        assert expected in text_of(itx), (command, text_of(itx))
+
+    effective = await GuildConfigService(bot.db_sessions).get(world.guild.id)
+    assert effective.chat_model == chat_model and effective.tts_voice == "sophia"
+    assert not effective.is_enabled("songs") and effective.chat_all_channels
+    assert effective.chat_channel_ids == {world.general.id}
+    assert effective.max_input_chars == 1500
+    assert effective.role_plans == {str(world.mods.id): {"llm": {"minute": 3}, "imagine": {"day": None}}}
+    assert effective.quota_bypass_role_id == world.mods.id and effective.log_channel_id == world.general.id
+
+    show = text_of(await run(discord_emu, world.admin, "config show", world.general))
+    for fragment in (chat_model, "sophia", "⛔ songs", "every channel", "1500", f"<#{world.general.id}>"):
+        assert fragment in show, fragment
+
+    rows = await audit_rows(bot)
+    assert len(rows) == len(steps)
+    assert all(row.actor_id == world.admin.id for row in rows)
+    first_plan = next(r for r in rows if r.setting == "role_plan")
+    assert (first_plan.target_id, first_plan.old_value, first_plan.new_value) == (
+        world.mods.id,
+        None,
+        "premium",
+    )
+    audit = text_of(await run(discord_emu, world.admin, "config audit", world.general))
+    assert "role_plan" in audit and "chat_model" in audit and f"<@{world.admin.id}>" in audit
+    # The log channel announces changes made after it was set.
+    await run(discord_emu, world.admin, "config capability", world.general, name="songs", enabled=True)
+    announced = await discord_emu.wait_for_message(world.general, lambda m: "changed songs" in m["content"])
+    assert f"<@{world.admin.id}>" in announced["content"]
+
+
+async def test_invalid_settings_are_refused_and_not_recorded(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    itx = await run(
+        discord_emu, world.admin, "config model", world.general, kind="chat", name="no-such-model"
+    )
+    assert "isn't in the chat model list" in text_of(itx)
+    itx = await run(
+        discord_emu,
+        world.admin,
+        "config plan",
+        world.general,
+        role=world.mods,
+        plan="custom",
+        limits="llm.week=3",
+    )
+    assert "windows are minute, hour, day" in text_of(itx)
+    assert await audit_rows(bot) == []
+
+
+async def test_system_prompt_through_the_modal(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    itx = await discord_emu.run_command(
+        world.admin, "config prompt", options={"channel": world.general}, channel=world.general
+    )
+    await itx.wait_for_response(timeout=5)
+    assert itx.response_type == 9
+    [row] = itx.modal["components"]
+    field_id = row["components"][0]["custom_id"]
+    submitted = await discord_emu.submit_modal(
+        world.admin, itx, itx.modal["custom_id"], {field_id: "You are a pirate. Arr."}
+    )
+    await submitted.wait_for_response(timeout=5)
+    assert "set (22 characters)" in submitted.original["content"]
+    assert (
+        await GuildConfigService(bot.db_sessions).channel(world.general.id)
+    ).system_prompt == "You are a pirate. Arr."
+    [row_audit] = await audit_rows(bot)
+    assert (row_audit.setting, row_audit.target_id) == ("system_prompt", world.general.id)
+    # Opening it again shows the current prompt to edit.
+    again = await discord_emu.run_command(
+        world.admin, "config prompt", options={"channel": world.general}, channel=world.general
+    )
+    await again.wait_for_response(timeout=5)
+    assert again.modal["components"][0]["components"][0]["value"] == "You are a pirate. Arr."
+
+
+async def test_usage_shows_remaining_and_admins_can_look_up_and_reset(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    for _ in range(3):
+        await bot.quotas.consume(world.member.id, Feature.LLM, guild_id=world.guild.id)
+    itx = await run(discord_emu, world.member, "usage", world.general)
+    assert itx.ephemeral
+    usage = text_of(itx)
+    assert "Plan here: **free**" in usage
+    assert "7/10" in usage and "1997/2000" in usage  # LLM: minute and day
+
+    # The same allowance in a DM.
+    dm = text_of(await run(discord_emu, world.member, "usage", discord_emu.dm_channel(world.member)))
+    assert "7/10" in dm
+
+    refused = await run(discord_emu, world.member, "usage", world.general, user=world.admin)
+    assert "Manage Server" in refused.original["content"]
+    looked_up = text_of(await run(discord_emu, world.admin, "usage", world.general, user=world.member))
+    assert "Usage of bob" in looked_up and "7/10" in looked_up
+
+    reset = await run(
+        discord_emu, world.admin, "usage-reset", world.general, user=world.member, feature="llm"
+    )
+    assert "Reset" in reset.original["content"]
+    assert "10/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
+
+
+async def test_a_premium_role_shows_in_usage(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    await run(discord_emu, world.admin, "config plan", world.general, role=world.mods, plan="premium")
+    usage = text_of(await run(discord_emu, world.admin, "usage", world.general))
+    assert "Plan here: **premium**" in usage and "30/30" in usage
+
+
+async def test_embed_send_posts_the_schema_message(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    payload = {
+        "content": "Release notes",
+        "embeds": [
+            {
+                "title": "v2.0",
+                "description": "Shiny things.",
+                "color": "#5865F2",
+                "author": {"name": "Concord"},
+                "footer": {"text": "thanks", "icon_url": ""},
+                "fields": [{"name": "New", "value": "/usage", "inline": True}, {"name": "", "value": ""}],
+            }
+        ],
+        "components": [
+            {
+                "type": 1,
+                "components": [{"type": 2, "style": 5, "label": "Docs", "url": "https://example.com/docs"}],
+            }
+        ],
+    }
+    itx = await run(
+        discord_emu, world.admin, "embed send", world.general, channel=world.general, json=json.dumps(payload)
+    )
+    assert "Posted in" in itx.original["content"]
+    posted = await discord_emu.wait_for_message(world.general, lambda m: m["content"] == "Release notes")
+    [embed] = posted["embeds"]
+    assert embed["title"] == "v2.0" and embed["color"] == 0x5865F2
+    assert embed["author"]["name"] == "Concord" and embed["footer"]["text"] == "thanks"
+    assert embed["fields"] == [{"name": "New", "value": "/usage", "inline": True}]
+    assert posted["components"][0]["components"][0]["url"] == "https://example.com/docs"
+
+    too_long = {"embeds": [{"title": "t", "fields": [{"name": "n", "value": "v" * 1025}]}]}
+    itx = await run(
+        discord_emu,
+        world.admin,
+        "embed send",
+        world.general,
+        channel=world.general,
+        json=json.dumps(too_long),
+    )
+    assert "`embeds[0].fields[0].value` is 1025 characters; at most 1024 allowed" in itx.original["content"]
+    async with bot.db_sessions() as session:
+        rows = list(await session.scalars(select(SendDataAudit).order_by(SendDataAudit.id)))
+    assert [(r.source, r.status, r.actor_id) for r in rows] == [
+        ("command", 200, world.admin.id),
+        ("command", 400, world.admin.id),
+    ]
+    assert rows[0].message_id == int(posted["id"])
