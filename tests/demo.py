@@ -15,15 +15,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import World, build_world, emulator_settings, running_bot, sqlite_url
+from tests.e2e.harness import (
+    World,
+    build_world,
+    emulator_settings,
+    running_bot,
+    sqlite_url,
+    write_providers_file,
+)
 from tests.emulators.discord_emulator import DiscordEmulator
+from tests.emulators.gateway import GatewayEmulator
 
 WIDTH = 88
+
+
+REGENERATE_BUTTON = "concord:chat:regenerate"
+
+
+def reply_is_final(message: dict[str, Any] | None) -> bool:
+    """A streamed chat reply is done when its last message offers Regenerate instead of Stop."""
+    rows = (message or {}).get("components") or []
+    return any(item.get("custom_id") == REGENERATE_BUTTON for row in rows for item in row["components"])
 
 
 @dataclass
 class Demo:
     emu: DiscordEmulator
+    gateway: GatewayEmulator
     world: World
     bot: Any
 
@@ -51,15 +69,19 @@ class Demo:
         if embed.get("title"):
             print(f"    │ {embed['title']}")
         if embed.get("description"):
-            for line in embed["description"].splitlines():
-                print(f"    │ {line}")
+            self._show_box_lines(embed["description"], "    │ ")
         for field in embed.get("fields") or []:
             print(f"    │ ▸ {field['name']}")
-            for line in str(field["value"]).splitlines():
-                print(f"    │   {line}")
+            self._show_box_lines(str(field["value"]), "    │   ")
         if (embed.get("footer") or {}).get("text"):
             print(f"    │ — {embed['footer']['text']}")
         print("    └" + "─" * (WIDTH - 6))
+
+    @staticmethod
+    def _show_box_lines(text: str, prefix: str) -> None:
+        for line in text.splitlines():
+            for piece in textwrap.wrap(line, WIDTH - len(prefix)) or [""]:
+                print(prefix + piece)
 
     async def slash(self, user: Any, command: str, *, channel: Any, **options: Any) -> Any:
         shown = " ".join(f"{name}:{value}" for name, value in options.items())
@@ -82,24 +104,68 @@ async def scene_help_and_ping(demo: Demo) -> None:
     demo.show_message(itx.original, ephemeral=itx.ephemeral)
 
 
+async def scene_chat(demo: Demo) -> None:
+    world, emu = demo.world, demo.emu
+    demo.gateway.reply = (
+        "Hi Bob! I can chat, remember this channel's conversation, and answer when you mention me "
+        "or reply to me."
+    )
+    itx = await demo.slash(world.member, "chat", channel=world.general, prompt="Hi! What can you do?")
+    await itx.wait_for(lambda handle: reply_is_final(handle.original), timeout=10)
+    demo.show_message(itx.original)
+
+    demo.gateway.reply = "You asked what I can do, and I told you: chat, with memory of this channel."
+    me = emu.bot_user.id
+    demo.say("bob in #general", f"@Concord what did I just ask you?  (a mention, <@{me}>)")
+    asked = await emu.send_message(world.member, world.general, f"<@{me}> what did I just ask you?")
+    answer = await emu.wait_for_message(
+        world.general, lambda m: m["_author_id"] == me and reply_is_final(m), after=asked
+    )
+    demo.show_message(answer)
+
+    dm = emu.dm_channel(world.member)
+    demo.gateway.reply = "Sure, this DM is our own conversation."
+    demo.say("bob in DM", "can we talk here too?")
+    asked = await emu.send_message(world.member, dm, "can we talk here too?")
+    answer = await emu.wait_for_message(
+        dm, lambda m: m["_author_id"] == me and reply_is_final(m), after=asked
+    )
+    demo.show_message(answer)
+
+    itx = await demo.slash(world.member, "models", channel=world.general)
+    await itx.wait_for(lambda handle: bool(handle.original and handle.original["embeds"]), timeout=10)
+    demo.show_message(itx.original, ephemeral=itx.ephemeral)
+
+
 # Each capability adds its scene here, in the order a new user would meet them.
-SCENES: list[Scene] = [scene_help_and_ping]
+SCENES: list[Scene] = [scene_help_and_ping, scene_chat]
 
 
 async def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  [log] %(levelname)s %(name)s: %(message)s")
     emu = DiscordEmulator()
+    gateway = GatewayEmulator("airforce")
     await emu.start()
+    await gateway.start()
     world = build_world(emu)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            settings = emulator_settings(emu, sqlite_url(Path(folder)), log_level="WARNING")
-            print(f"Concord demo: Discord emulator at {emu.api_base}; guild '{world.guild.name}'.")
+            settings = emulator_settings(
+                emu,
+                sqlite_url(Path(folder)),
+                log_level="WARNING",
+                providers_file=write_providers_file(Path(folder), [gateway]),
+            )
+            print(
+                f"Concord demo: Discord emulator at {emu.api_base}; AI gateway emulator "
+                f"({gateway.profile}) at {gateway.base_url}; guild '{world.guild.name}'."
+            )
             async with running_bot(emu, settings) as bot:
-                demo = Demo(emu=emu, world=world, bot=bot)
+                demo = Demo(emu=emu, gateway=gateway, world=world, bot=bot)
                 for scene in SCENES:
                     await scene(demo)
     finally:
+        await gateway.close()
         await emu.close()
     print("\nDemo finished.")
     return 0

@@ -1,0 +1,19 @@
+"""`make demo` keeps working: the scripted session runs end to end and shows each capability's answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import demo
+
+
+async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> None:
+    assert await demo.main() == 0
+    output = capsys.readouterr().out
+    assert "Concord commands" in output  # /help
+    assert "Pong! Gateway:" in output  # /ping, in a channel and a DM
+    assert "Hi Bob! I can chat" in output  # /chat streamed to its final text
+    assert "You asked what I can do" in output  # a mention, answered with the channel's memory
+    assert "this DM is our own conversation" in output  # a DM message
+    assert "Chat models" in output  # /models
+    assert output.rstrip().endswith("Demo finished.")
