@@ -55,7 +55,7 @@ class Owner(
             guild = discord.Object(int(guild_id))
             self.bot.tree.copy_global_to(guild=guild)
             synced = await self.bot.tree.sync(guild=guild)
-            where = f"guild {guild_id}"
+            where = f"to guild {guild_id}"
         else:
             synced = await self.bot.tree.sync()
             where = "globally (may take a while to show)"

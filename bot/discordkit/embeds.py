@@ -54,7 +54,7 @@ def message_kwargs(payload: SendDataPayload) -> dict[str, Any]:
 def _clip(text: str | None, limit: int) -> str | None:
     if text is None or len(text) <= limit:
         return text
-    return text[: limit - 1] + "…"
+    return text[: limit - 1] + "…" if limit > 0 else ""
 
 
 def result_embed(
@@ -71,18 +71,22 @@ def result_embed(
 ) -> discord.Embed:
     """A result embed built through the send-data schema: text is clipped to Discord's limits (results
     come from models, which don't count characters), then validated, then converted."""
-    clipped = [
-        (_clip(name, schema.FIELD_NAME_MAX) or "-", _clip(value, schema.FIELD_VALUE_MAX) or "-", inline)
-        for name, value, inline in list(fields)[: schema.FIELDS_MAX]
-    ]
     title = _clip(title, schema.TITLE_MAX)
-    description = _clip(description, schema.DESCRIPTION_MAX)
     author = _clip(author, schema.AUTHOR_MAX)
     footer = _clip(footer, schema.FOOTER_MAX)
-    total = sum(len(text or "") for text in (title, description, author, footer))
-    total += sum(len(name) + len(value) for name, value, _ in clipped)
-    if total > schema.EMBED_TOTAL_MAX and description:
-        description = _clip(description, max(len(description) - (total - schema.EMBED_TOTAL_MAX), 1))
+    # The 6000-character total: title, author and footer first, then the description, then fields in
+    # order while they fit (the last one clipped, the rest dropped).
+    budget = schema.EMBED_TOTAL_MAX - sum(len(text or "") for text in (title, author, footer))
+    description = _clip(description, min(schema.DESCRIPTION_MAX, budget))
+    budget -= len(description or "")
+    clipped: list[tuple[str, str, bool]] = []
+    for name, value, inline in list(fields)[: schema.FIELDS_MAX]:
+        name = _clip(name or "-", min(schema.FIELD_NAME_MAX, budget - 1)) or ""
+        value = _clip(value or "-", min(schema.FIELD_VALUE_MAX, budget - len(name))) or ""
+        if not name or not value or budget - len(name) < 1:
+            break
+        clipped.append((name, value, inline))
+        budget -= len(name) + len(value)
     data: dict[str, Any] = {
         "title": title,
         "description": description,

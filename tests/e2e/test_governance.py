@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,19 @@ async def test_embed_send_posts_the_schema_message(
         ("command", 400, world.admin.id),
     ]
     assert rows[0].message_id == int(posted["id"])
+
+
+async def test_owner_commands_are_for_owners_only(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    refused = await run(discord_emu, world.admin, "owner stats", world.general)
+    assert refused.ephemeral and "can't use" in refused.original["content"]
+    bot.settings.owner_ids.append(world.admin.id)
+    stats = text_of(await run(discord_emu, world.admin, "owner stats", world.general))
+    assert "Guilds: 1" in stats and "Failed extensions: none" in stats
+    synced = await run(discord_emu, world.admin, "owner sync", world.general, guild_id=str(world.guild.id))
+    assert re.search(r"Synced \d+ commands to guild", synced.original["content"])
+    assert discord_emu.guild_commands(world.guild)
+    reloaded = await run(discord_emu, world.admin, "owner reload", world.general, extension="cogs.usage")
+    assert "Reloaded `cogs.usage`" in reloaded.original["content"]
+    assert "10/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
