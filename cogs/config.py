@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discordkit.checks import require_manage_guild
+from bot.discordkit.checks import require_manage_guild, server_only
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.responses import reply
 from bot.discordkit.tree import describe_error
@@ -102,8 +102,7 @@ class SystemPromptModal(discord.ui.Modal):
         await reply(interaction, message, ephemeral=True)
 
 
-@app_commands.guild_only()
-@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@server_only()
 @app_commands.default_permissions(manage_guild=True)
 class Config(
     commands.GroupCog, name="Server settings", group_name="config", group_description="Server settings."

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discordkit.checks import require_manage_guild
+from bot.discordkit.checks import require_manage_guild, server_only
 from bot.discordkit.embeds import message_kwargs
 from bot.discordkit.responses import reply
 from bot.errors import ConcordError
@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@app_commands.guild_only()
-@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@server_only()
 @app_commands.default_permissions(manage_guild=True)
 class Embed(commands.GroupCog, name="Embeds", group_name="embed", group_description="Post rich messages."):
     """Rich messages from the send-data schema."""

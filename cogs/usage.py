@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.discordkit.checks import require_manage_guild, role_ids
+from bot.discordkit.checks import require_manage_guild, role_ids, server_only
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.responses import reply
 from bot.services.quotas import FEATURE_LABELS, Feature, QuotaService, UsageReport, WindowReport
@@ -93,8 +93,7 @@ class Usage(commands.Cog, name="Usage"):
 
     @app_commands.command(name="usage-reset", description="Give a member their whole allowance back.")
     @app_commands.describe(feature="Only this feature (default: all).")
-    @app_commands.guild_only()
-    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+    @server_only()
     @app_commands.default_permissions(manage_guild=True)
     async def usage_reset(
         self,

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
 
 from bot.services.quotas import Feature, QuotaService, Reservation
+
+T = TypeVar("T")
+
+
+def server_only() -> Callable[[T], T]:
+    """Offer a command in servers only.
+
+    `guild_only()` alone is not enough: the tree's default contexts (servers, DMs, private channels)
+    fill in the contexts it leaves unset, so DMs must be switched off explicitly too.
+    """
+
+    def decorate(command: T) -> T:
+        command = app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)(command)
+        return app_commands.guild_only()(command)
+
+    return decorate
 
 
 class NotOwner(app_commands.CheckFailure):

@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discordkit.checks import server_only
 from bot.errors import InvalidInput
 
 
@@ -26,7 +27,7 @@ class Samples(commands.Cog, name="Samples"):
         raise InvalidInput("That prompt is too long: the limit is 1000 characters.")
 
     @app_commands.command(name="admin-only", description="Needs Manage Server.")
-    @app_commands.guild_only()
+    @server_only()
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
     async def admin_only(self, interaction: discord.Interaction) -> None:

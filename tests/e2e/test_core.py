@@ -92,6 +92,9 @@ async def test_help_in_a_dm_hides_server_only_commands(
     groups = help_lines(itx)
     assert "/admin-only" not in groups["Samples"]
     assert "`/ping`" in groups["General"]
+    # ...and Discord itself does not offer it there: it is synced for servers only.
+    [synced] = [c for c in discord_emu.global_commands if c["name"] == "admin-only"]
+    assert synced["contexts"] == [0]
 
 
 async def test_runtime_permission_check_refuses_non_admins(
