@@ -57,6 +57,30 @@ def describe_plan(value: Any) -> str:
     return str(value)
 
 
+def describe_chat_channels(settings: GuildConfig) -> str:
+    """Where chat answers mentions and where /chat works, as GuildConfig.chat_answers_in decides it."""
+
+    def channels(ids: frozenset[int]) -> str:
+        return " ".join(f"<#{c}>" for c in sorted(ids))
+
+    if not settings.is_enabled("chat"):
+        return "Switched off in this server: mentions are ignored and /chat is refused."
+    if settings.chat_all_channels:
+        lines = ["Answers mentions and replies in every channel."]
+    elif settings.chat_channel_ids:
+        lines = [
+            f"Answers mentions and replies only in {channels(settings.chat_channel_ids)} (and their threads)."
+        ]
+    else:
+        lines = ["Answers mentions and replies in no channel (none chosen with /config chat-channel)."]
+    if settings.chat_off_channel_ids:
+        lines.append(f"Switched off in {channels(settings.chat_off_channel_ids)}: no mentions, no /chat.")
+        lines.append("/chat works in every other channel.")
+    else:
+        lines.append("/chat works in every channel.")
+    return "\n".join(lines)
+
+
 class SystemPromptModal(discord.ui.Modal):
     """Long text wants a modal: a slash-command option is a single line."""
 
@@ -181,12 +205,7 @@ class Config(
             ]
         )
         capabilities = " ".join(f"{'✅' if settings.is_enabled(c) else '⛔'} {c}" for c in CAPABILITIES)
-        if settings.chat_all_channels:
-            chat_where = "every channel"
-        elif settings.chat_channel_ids:
-            chat_where = " ".join(f"<#{c}>" for c in sorted(settings.chat_channel_ids))
-        else:
-            chat_where = "no channel (only /chat)"
+        chat_where = describe_chat_channels(settings)
         plans = [
             f"{'@everyone' if int(r) == guild.id else f'<@&{r}>'}: {describe_plan(p)}"
             for r, p in sorted(settings.role_plans.items())
@@ -208,7 +227,7 @@ class Config(
             fields=[
                 ("Models", models, False),
                 ("Capabilities", capabilities, False),
-                ("Chat answers mentions in", chat_where, False),
+                ("Chat", chat_where, False),
                 ("System prompts", "\n".join(prompt_lines) or "none (bot default)", False),
                 ("Max input characters", str(max_chars) if max_chars else "plan default", True),
                 ("Log channel", channel(settings.log_channel_id), True),
@@ -312,11 +331,18 @@ class Config(
     async def chat_everywhere(self, interaction: discord.Interaction[Concord], enabled: bool) -> None:
         assert interaction.guild_id is not None
         await self.config.set_chat_all_channels(interaction.guild_id, interaction.user.id, enabled)
-        where = "every channel" if enabled else "the channels chosen with /config chat-channel"
+        where = (
+            "every channel (except channels switched off with /config chat-channel)"
+            if enabled
+            else "only the channels switched on with /config chat-channel; /chat still works everywhere"
+        )
         await reply(interaction, f"Chat now answers mentions in {where}.", ephemeral=True)
         await self.log_change(interaction, f"chat-everywhere to {enabled}")
 
-    @app_commands.command(name="chat-channel", description="Let chat answer mentions in a channel (or stop).")
+    @app_commands.command(
+        name="chat-channel",
+        description="Switch chat on in a channel (answers mentions) or off (no chat at all).",
+    )
     async def chat_channel(
         self, interaction: discord.Interaction[Concord], channel: discord.TextChannel, enabled: bool
     ) -> None:
@@ -324,11 +350,12 @@ class Config(
         await self.config.set_chat_channel(
             interaction.guild_id, interaction.user.id, channel.id, enabled, channel_guild_id=channel.guild.id
         )
-        await reply(
-            interaction,
-            f"Chat {'answers' if enabled else 'no longer answers'} mentions in {channel.mention}.",
-            ephemeral=True,
+        shown = (
+            f"Chat answers mentions in {channel.mention}."
+            if enabled
+            else f"Chat is off in {channel.mention}: mentions there are ignored and /chat is refused."
         )
+        await reply(interaction, shown, ephemeral=True)
         await self.log_change(interaction, f"chat in {channel.mention} to {enabled}")
 
     @app_commands.command(

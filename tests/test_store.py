@@ -76,5 +76,5 @@ async def test_json_columns_and_defaults_round_trip(db_sessions: async_sessionma
         job = await session.get(Job, "job-1")
     assert guild is not None and guild.role_plans == {"55": "premium"}
     assert guild.disabled_capabilities == ["tts"]
-    assert guild.chat_all_channels is False
+    assert guild.chat_all_channels is True  # a fresh server answers mentions everywhere
     assert job is not None and job.status == "pending" and job.request == {"prompt": "song"}

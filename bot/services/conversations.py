@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.providers.types import ChatMessage
-from bot.store.models import ChannelSettings, Conversation, ConversationMessage, GuildSettings
+from bot.store.models import Conversation, ConversationMessage
 
 BudgetUnit = Literal["tokens", "chars"]
 
@@ -152,19 +152,6 @@ def build_context(system_prompt: str | None, history: Sequence[Turn], prompt: Tu
     return ChatContext(messages, list(history))
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelChatSettings:
-    """What the admin issue's /config stores for a channel and its guild, as chat needs it."""
-
-    system_prompt: str | None = None
-    model: str | None = None
-    chat_enabled: bool | None = None
-    chat_all_channels: bool = False
-    max_input_chars: int | None = None
-    chat_disabled: bool = False
-    """The guild switched the chat capability off (`disabled_capabilities`)."""
-
-
 class ConversationStore:
     """Repository for `conversations` / `conversation_messages`. One short session per call."""
 
@@ -292,24 +279,6 @@ class ConversationStore:
                 delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id)
             )
             return int(getattr(result, "rowcount", 0) or 0)
-
-    async def chat_settings(self, guild_id: int | None, channel_ids: Sequence[int]) -> ChannelChatSettings:
-        """Settings for a channel (the first of `channel_ids` that has a row: a thread, then its parent)."""
-        async with self.sessions() as session:
-            guild = await session.get(GuildSettings, guild_id) if guild_id is not None else None
-            channel = None
-            for channel_id in channel_ids:
-                channel = await session.get(ChannelSettings, channel_id)
-                if channel is not None:
-                    break
-        return ChannelChatSettings(
-            system_prompt=channel.system_prompt if channel else None,
-            model=(channel.chat_model if channel else None) or (guild.chat_model if guild else None),
-            chat_enabled=channel.chat_enabled if channel else None,
-            chat_all_channels=bool(guild.chat_all_channels) if guild else False,
-            max_input_chars=guild.max_input_chars if guild else None,
-            chat_disabled=bool(guild and "chat" in (guild.disabled_capabilities or [])),
-        )
 
 
 def render_transcript(turns: Sequence[Turn], *, title: str) -> str:

@@ -24,8 +24,35 @@ MODEL_COLUMNS: dict[str, str] = {
     "vision": "vision_model",
     "tts": "tts_voice",
 }
+# A fresh server answers mentions in every channel; `/config chat-everywhere false` narrows that to the
+# channels switched on with `/config chat-channel`.
+CHAT_EVERYWHERE_DEFAULT = True
 SYSTEM_PROMPT_MAX = 4000
 MAX_INPUT_CHARS_LIMIT = 100_000
+
+
+def chat_refusal(*, capability_on: bool, channel_switch: bool | None) -> str | None:
+    """Why chat can't be used in a server channel at all (for /chat), or None when it can."""
+    if not capability_on:
+        return "Chat is switched off in this server."
+    if channel_switch is False:
+        return "Chat is switched off in this channel."
+    return None
+
+
+def chat_answers_mentions(*, capability_on: bool, channel_switch: bool | None, all_channels: bool) -> bool:
+    """Whether chat answers mentions and replies in a server channel.
+
+    The one rule, decided once: a switched-off capability or channel never answers; a channel switched on
+    always does; any other channel follows chat-everywhere (on by default)."""
+    if chat_refusal(capability_on=capability_on, channel_switch=channel_switch) is not None:
+        return False
+    return True if channel_switch else all_channels
+
+
+def _nearest(*values: bool | None) -> bool | None:
+    """The first explicit value: a thread's own setting, else its parent channel's."""
+    return next((value for value in values if value is not None), None)
 
 
 @dataclass(frozen=True)
@@ -38,8 +65,11 @@ class GuildConfig:
     vision_model: str | None = None
     tts_voice: str | None = None
     disabled_capabilities: frozenset[str] = frozenset()
-    chat_all_channels: bool = False
+    chat_all_channels: bool = CHAT_EVERYWHERE_DEFAULT
     chat_channel_ids: frozenset[int] = frozenset()
+    """Channels switched on with /config chat-channel."""
+    chat_off_channel_ids: frozenset[int] = frozenset()
+    """Channels switched off with /config chat-channel: no chat there at all."""
     max_input_chars: int | None = None
     quota_bypass_role_id: int | None = None
     log_channel_id: int | None = None
@@ -48,11 +78,55 @@ class GuildConfig:
     def is_enabled(self, capability: str) -> bool:
         return capability not in self.disabled_capabilities
 
+    def channel_switch(self, channel_id: int, parent_id: int | None = None) -> bool | None:
+        """The channel's chat on/off setting (a thread without one uses its parent's); None: not set."""
+
+        def switch(cid: int | None) -> bool | None:
+            if cid in self.chat_channel_ids:
+                return True
+            return False if cid in self.chat_off_channel_ids else None
+
+        return _nearest(switch(channel_id), switch(parent_id))
+
     def chat_answers_in(self, channel_id: int, parent_id: int | None = None) -> bool:
-        """Whether chat answers mentions here: everywhere, or in the listed channels (and their threads)."""
-        if not self.is_enabled("chat"):
-            return False
-        return self.chat_all_channels or bool({channel_id, parent_id} & self.chat_channel_ids)
+        """Whether chat answers mentions and replies in this channel (see `chat_answers_mentions`)."""
+        return chat_answers_mentions(
+            capability_on=self.is_enabled("chat"),
+            channel_switch=self.channel_switch(channel_id, parent_id),
+            all_channels=self.chat_all_channels,
+        )
+
+
+@dataclass(frozen=True)
+class ChannelChatSettings:
+    """What chat uses in one channel: the guild's settings, the channel's own, and for a thread its parent
+    channel's where the thread has none. DMs (guild_id None) get the defaults: no server governs them."""
+
+    guild_id: int | None = None
+    system_prompt: str | None = None
+    model: str | None = None
+    max_input_chars: int | None = None
+    capability_on: bool = True
+    channel_switch: bool | None = None
+    all_channels: bool = CHAT_EVERYWHERE_DEFAULT
+
+    def refusal(self) -> str | None:
+        """The sentence /chat is refused with here, or None when /chat may run (chat-everywhere aside:
+        a slash command is an explicit request)."""
+        if self.guild_id is None:
+            return None
+        return chat_refusal(capability_on=self.capability_on, channel_switch=self.channel_switch)
+
+    @property
+    def answers_mentions(self) -> bool:
+        """Whether a mention of the bot, or a reply to it, is answered here (always, in a DM)."""
+        if self.guild_id is None:
+            return True
+        return chat_answers_mentions(
+            capability_on=self.capability_on,
+            channel_switch=self.channel_switch,
+            all_channels=self.all_channels,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,14 +168,17 @@ class GuildConfigService:
     async def get(self, guild_id: int) -> GuildConfig:
         async with self.sessions() as session:
             row = await session.get(GuildSettings, guild_id)
-            chat_channels = await session.scalars(
-                select(ChannelSettings.channel_id).where(
-                    ChannelSettings.guild_id == guild_id, ChannelSettings.chat_enabled.is_(True)
+            switches = (
+                await session.execute(
+                    select(ChannelSettings.channel_id, ChannelSettings.chat_enabled).where(
+                        ChannelSettings.guild_id == guild_id, ChannelSettings.chat_enabled.is_not(None)
+                    )
                 )
-            )
-            channel_ids = frozenset(chat_channels.all())
+            ).all()
+        on = frozenset(cid for cid, enabled in switches if enabled)
+        off = frozenset(cid for cid, enabled in switches if not enabled)
         if row is None:
-            return GuildConfig(guild_id=guild_id, chat_channel_ids=channel_ids)
+            return GuildConfig(guild_id=guild_id, chat_channel_ids=on, chat_off_channel_ids=off)
         return GuildConfig(
             guild_id=guild_id,
             chat_model=row.chat_model,
@@ -110,11 +187,35 @@ class GuildConfigService:
             tts_voice=row.tts_voice,
             disabled_capabilities=frozenset(row.disabled_capabilities or ()),
             chat_all_channels=row.chat_all_channels,
-            chat_channel_ids=channel_ids,
+            chat_channel_ids=on,
+            chat_off_channel_ids=off,
             max_input_chars=row.max_input_chars,
             quota_bypass_role_id=row.quota_bypass_role_id,
             log_channel_id=row.log_channel_id,
             role_plans=dict(row.role_plans or {}),
+        )
+
+    async def chat_settings(
+        self, guild_id: int | None, channel_id: int, parent_id: int | None = None
+    ) -> ChannelChatSettings:
+        """Chat's effective settings in a channel; in a thread, each value the thread doesn't set comes
+        from its parent channel. In a DM nothing is read: guild settings never apply there."""
+        if guild_id is None:
+            return ChannelChatSettings()
+        async with self.sessions() as session:
+            guild = await session.get(GuildSettings, guild_id)
+            own = await session.get(ChannelSettings, channel_id)
+            parent = await session.get(ChannelSettings, parent_id) if parent_id else None
+        rows = [r for r in (own, parent) if r is not None]
+        return ChannelChatSettings(
+            guild_id=guild_id,
+            system_prompt=next((r.system_prompt for r in rows if r.system_prompt), None),
+            model=next((r.chat_model for r in rows if r.chat_model), None)
+            or (guild.chat_model if guild else None),
+            max_input_chars=guild.max_input_chars if guild else None,
+            capability_on=not (guild and "chat" in (guild.disabled_capabilities or ())),
+            channel_switch=_nearest(*(r.chat_enabled for r in rows)),
+            all_channels=guild.chat_all_channels if guild else CHAT_EVERYWHERE_DEFAULT,
         )
 
     async def channel(self, channel_id: int) -> ChannelConfig:
@@ -156,7 +257,12 @@ class GuildConfigService:
         insert = self._insert(session)
         await session.execute(
             insert(GuildSettings)
-            .values(guild_id=guild_id, disabled_capabilities=[], role_plans={}, chat_all_channels=False)
+            .values(
+                guild_id=guild_id,
+                disabled_capabilities=[],
+                role_plans={},
+                chat_all_channels=CHAT_EVERYWHERE_DEFAULT,
+            )
             .on_conflict_do_nothing(index_elements=["guild_id"])
         )
         row = await session.get(GuildSettings, guild_id, populate_existing=True)

@@ -50,7 +50,8 @@ class GuildSettings(Base):
     vision_model: Mapped[str | None] = mapped_column(String(200))
     tts_voice: Mapped[str | None] = mapped_column(String(100))
     disabled_capabilities: Mapped[list[Any]] = mapped_column(default=list)
-    chat_all_channels: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A fresh server answers mentions everywhere (bot.services.guild_config.CHAT_EVERYWHERE_DEFAULT).
+    chat_all_channels: Mapped[bool] = mapped_column(Boolean, default=True)
     max_input_chars: Mapped[int | None] = mapped_column(Integer)
     quota_bypass_role_id: Mapped[int | None] = mapped_column(BigInteger)
     log_channel_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -23,13 +23,13 @@ from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
 from bot.providers.types import ChatRequest, ModelInfo, ModelKind, StreamEnd
 from bot.services.conversations import (
     BudgetUnit,
-    ChannelChatSettings,
     ConversationStore,
     Turn,
     build_context,
     clean_display_name,
     render_transcript,
 )
+from bot.services.guild_config import ChannelChatSettings, GuildConfigService
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService, Reservation, chat_feature_for
 from bot.services.turn_gate import TurnGate
@@ -72,7 +72,8 @@ class TurnRequest:
 
     channel_id: int
     guild_id: int | None
-    settings_channels: tuple[int, ...]
+    parent_id: int | None
+    """A thread's parent channel, whose chat settings the thread inherits."""
     author: discord.User | discord.Member
     prompt: str
     model: str | None
@@ -90,13 +91,9 @@ def _role_ids(user: discord.User | discord.Member) -> list[int]:
     return [role.id for role in getattr(user, "roles", [])]
 
 
-def _settings_channels(channel: Any) -> tuple[int, ...]:
-    """The channel, then a thread's parent: a thread without its own settings uses its parent's."""
-    ids = [channel.id]
-    parent_id = getattr(channel, "parent_id", None)
-    if parent_id:
-        ids.append(parent_id)
-    return tuple(ids)
+def _parent_id(channel: Any) -> int | None:
+    """A thread's parent channel (a thread without its own settings uses its parent's); else None."""
+    return getattr(channel, "parent_id", None) or None
 
 
 class Chat(commands.Cog, name="Chat"):
@@ -107,6 +104,7 @@ class Chat(commands.Cog, name="Chat"):
         settings = bot.settings
         self.settings = settings
         self.store = ConversationStore(bot.db_sessions)
+        self.guild_config = GuildConfigService(bot.db_sessions)
         self.quotas: QuotaService = bot.quotas
         self.budget = bot.write_budget
         self.gate = TurnGate(settings.chat_max_concurrency, settings.chat_busy_wait)
@@ -131,14 +129,13 @@ class Chat(commands.Cog, name="Chat"):
     # --- checks ---------------------------------------------------------------------------------------
 
     async def _channel_settings(self, guild_id: int | None, channel: Any) -> ChannelChatSettings:
-        return await self.store.chat_settings(guild_id, _settings_channels(channel))
+        return await self.guild_config.chat_settings(guild_id, channel.id, _parent_id(channel))
 
     @staticmethod
     def _check_enabled(settings: ChannelChatSettings) -> None:
-        if settings.chat_disabled:
-            raise FeatureUnavailable("Chat is switched off in this server.")
-        if settings.chat_enabled is False:
-            raise FeatureUnavailable("Chat is switched off in this channel.")
+        refusal = settings.refusal()
+        if refusal is not None:
+            raise FeatureUnavailable(refusal)
 
     async def _check_input(
         self,
@@ -175,7 +172,10 @@ class Chat(commands.Cog, name="Chat"):
 
     async def run_turn(self, request: TurnRequest) -> None:
         """Answer one prompt: wait for the channel's turn and a global slot, stream, then remember."""
-        settings = await self.store.chat_settings(request.guild_id, request.settings_channels)
+        settings = await self.guild_config.chat_settings(
+            request.guild_id, request.channel_id, request.parent_id
+        )
+        self._check_enabled(settings)  # already checked on the way in; Regenerate may come after a change
         model = request.model or settings.model or self.settings.chat_default_model
         async with self.gate.turn(request.channel_id):
             first_shown = asyncio.Event()
@@ -415,7 +415,7 @@ class Chat(commands.Cog, name="Chat"):
             TurnRequest(
                 channel_id=interaction.channel_id,
                 guild_id=interaction.guild_id,
-                settings_channels=_settings_channels(channel),
+                parent_id=_parent_id(channel),
                 author=interaction.user,
                 prompt=text,
                 model=model,
@@ -495,8 +495,8 @@ class Chat(commands.Cog, name="Chat"):
     async def _answer_message(self, message: discord.Message) -> None:
         guild_id = message.guild.id if message.guild else None
         settings = await self._channel_settings(guild_id, message.channel)
-        if guild_id is not None and (settings.chat_disabled or settings.chat_enabled is False):
-            return  # chat is off here: stay quiet rather than answer every mention with a refusal
+        if not settings.answers_mentions:
+            return  # chat is off or not chosen here: stay quiet rather than refuse every mention
         prompt = self._strip_my_mention(message.content)
         if not prompt:
             if message.content or message.guild is None:
@@ -509,7 +509,7 @@ class Chat(commands.Cog, name="Chat"):
             TurnRequest(
                 channel_id=message.channel.id,
                 guild_id=guild_id,
-                settings_channels=_settings_channels(message.channel),
+                parent_id=_parent_id(message.channel),
                 author=message.author,
                 prompt=prompt,
                 model=None,

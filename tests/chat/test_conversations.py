@@ -16,6 +16,7 @@ from bot.services.conversations import (
     render_transcript,
     speaker_header,
 )
+from bot.services.guild_config import GuildConfigService
 from bot.store.models import ChannelSettings, GuildSettings
 
 CHANNEL = 1000
@@ -143,20 +144,24 @@ def test_context_uses_the_channel_prompt_or_the_default() -> None:
     assert [m.role for m in pirate.messages] == ["system", "user", "assistant", "user"]
 
 
-async def test_chat_settings_come_from_channel_then_guild(
+async def test_chat_reads_its_settings_from_the_guild_config_service(
     db_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    store = ConversationStore(db_sessions)
-    assert (await store.chat_settings(GUILD, [CHANNEL])).model is None
+    # Rows as /config writes them; chat reads them through GuildConfigService, the one reader.
+    config = GuildConfigService(db_sessions)
+    assert (await config.chat_settings(GUILD, CHANNEL)).model is None
     async with db_sessions() as session, session.begin():
-        session.add(GuildSettings(guild_id=GUILD, chat_model="guild-model", chat_all_channels=True))
+        session.add(GuildSettings(guild_id=GUILD, chat_model="guild-model", chat_all_channels=False))
         session.add(
             ChannelSettings(channel_id=CHANNEL, guild_id=GUILD, system_prompt="Be brief.", chat_enabled=True)
         )
-    settings = await store.chat_settings(GUILD, [CHANNEL + 5, CHANNEL])
-    assert settings.system_prompt == "Be brief." and settings.model == "guild-model"
-    assert settings.chat_enabled is True and settings.chat_all_channels
-    assert (await store.chat_settings(None, [CHANNEL + 5])).model is None
+    thread = await config.chat_settings(GUILD, CHANNEL + 5, parent_id=CHANNEL)
+    assert thread.system_prompt == "Be brief." and thread.model == "guild-model"
+    assert thread.channel_switch is True and not thread.all_channels and thread.answers_mentions
+    elsewhere = await config.chat_settings(GUILD, CHANNEL + 6)
+    assert elsewhere.system_prompt is None and not elsewhere.answers_mentions
+    assert elsewhere.refusal() is None  # /chat still works there
+    assert (await config.chat_settings(None, CHANNEL + 5)).model is None
 
 
 def test_transcript_marks_cut_off_replies() -> None:

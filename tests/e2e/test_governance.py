@@ -104,7 +104,7 @@ async def test_each_setting_round_trips_into_show_and_audit(
         ("config model", {"kind": "chat", "name": chat_model.upper()}, chat_model),
         ("config model", {"kind": "tts", "name": "sophia"}, "sophia"),
         ("config capability", {"name": "songs", "enabled": False}, "songs is now off"),
-        ("config chat-everywhere", {"enabled": True}, "every channel"),
+        ("config chat-everywhere", {"enabled": False}, "only the channels switched on"),
         ("config chat-channel", {"channel": world.general, "enabled": True}, "answers mentions"),
         ("config max-input", {"characters": 1500}, "1500"),
         ("config plan", {"role": world.mods, "plan": "premium"}, "premium"),
@@ -122,14 +122,15 @@ async def test_each_setting_round_trips_into_show_and_audit(
 
     effective = await GuildConfigService(bot.db_sessions).get(world.guild.id)
     assert effective.chat_model == chat_model and effective.tts_voice == "sophia"
-    assert not effective.is_enabled("songs") and effective.chat_all_channels
+    assert not effective.is_enabled("songs") and not effective.chat_all_channels
     assert effective.chat_channel_ids == {world.general.id}
     assert effective.max_input_chars == 1500
     assert effective.role_plans == {str(world.mods.id): {"llm": {"minute": 3}, "imagine": {"day": None}}}
     assert effective.quota_bypass_role_id == world.mods.id and effective.log_channel_id == world.general.id
 
     show = text_of(await run(discord_emu, world.admin, "config show", world.general))
-    for fragment in (chat_model, "sophia", "⛔ songs", "every channel", "1500", f"<#{world.general.id}>"):
+    only_general = f"only in <#{world.general.id}> (and their threads)"
+    for fragment in (chat_model, "sophia", "⛔ songs", only_general, "/chat works in every channel", "1500"):
         assert fragment in show, fragment
 
     rows = await audit_rows(bot)

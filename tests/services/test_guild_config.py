@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import FeatureUnavailable, InvalidInput
 from bot.services.api_keys import ApiKeyService, hash_key
-from bot.services.guild_config import GuildConfigService
+from bot.services.guild_config import ChannelChatSettings, GuildConfigService
 from bot.services.quotas import UNLIMITED_PLAN, Feature, QuotaService, Window, parse_custom_limits
-from bot.store.models import ApiKey
+from bot.store.models import ApiKey, ChannelSettings
 
 GUILD, OTHER_GUILD = 10, 20
 ADMIN = 1
@@ -24,7 +24,9 @@ def config(db_sessions: async_sessionmaker[AsyncSession]) -> GuildConfigService:
 async def test_defaults_when_nothing_is_set(config: GuildConfigService) -> None:
     effective = await config.get(GUILD)
     assert effective.chat_model is None and effective.is_enabled("chat")
-    assert not effective.chat_answers_in(CHANNEL)
+    assert effective.chat_all_channels and effective.chat_answers_in(CHANNEL)  # a fresh server chats
+    chat = await config.chat_settings(GUILD, CHANNEL)
+    assert chat.answers_mentions and chat.refusal() is None and chat.model is None
     assert (await config.channel(CHANNEL)).system_prompt is None
     assert await config.audit(GUILD) == []
 
@@ -69,10 +71,89 @@ async def test_channels_must_be_in_the_guild(config: GuildConfigService) -> None
     await config.set_chat_channel(GUILD, ADMIN, CHANNEL, True, channel_guild_id=GUILD)
     await config.set_log_channel(GUILD, ADMIN, CHANNEL, channel_guild_id=GUILD)
     effective = await config.get(GUILD)
-    assert effective.chat_answers_in(CHANNEL) and effective.chat_answers_in(999, parent_id=CHANNEL)
-    assert not effective.chat_answers_in(999)
-    assert effective.log_channel_id == CHANNEL
+    assert effective.chat_channel_ids == {CHANNEL} and effective.log_channel_id == CHANNEL
     assert await config.audit(GUILD, limit=1)
+
+
+async def test_where_chat_answers_mentions(config: GuildConfigService) -> None:
+    thread, elsewhere, off = 999, 101, 102
+    await config.set_chat_channel(GUILD, ADMIN, CHANNEL, True, channel_guild_id=GUILD)
+    await config.set_chat_channel(GUILD, ADMIN, off, False, channel_guild_id=GUILD)
+
+    async def answered() -> list[bool]:
+        effective = await config.get(GUILD)
+        by_config = [
+            effective.chat_answers_in(CHANNEL),
+            effective.chat_answers_in(thread, parent_id=CHANNEL),
+            effective.chat_answers_in(elsewhere),
+            effective.chat_answers_in(off),
+            effective.chat_answers_in(thread + 1, parent_id=off),
+        ]
+        # The settings chat reads say the same.
+        by_chat = [
+            (await config.chat_settings(GUILD, cid, parent)).answers_mentions
+            for cid, parent in [
+                (CHANNEL, None),
+                (thread, CHANNEL),
+                (elsewhere, None),
+                (off, None),
+                (thread + 1, off),
+            ]
+        ]
+        assert by_chat == by_config
+        return by_config
+
+    # Everywhere (the default), except a channel switched off and its threads.
+    assert await answered() == [True, True, True, False, False]
+    await config.set_chat_all_channels(GUILD, ADMIN, False)
+    assert await answered() == [True, True, False, False, False]
+    await config.set_capability(GUILD, ADMIN, "chat", False)
+    assert await answered() == [False] * 5
+    assert (await config.get(OTHER_GUILD)).chat_answers_in(elsewhere)  # another server is untouched
+
+
+async def test_slash_chat_is_refused_only_where_chat_is_switched_off(config: GuildConfigService) -> None:
+    elsewhere, off = 101, 102
+    await config.set_chat_all_channels(GUILD, ADMIN, False)
+    await config.set_chat_channel(GUILD, ADMIN, off, False, channel_guild_id=GUILD)
+    # Not chosen for mentions, yet /chat (an explicit request) works there.
+    assert (await config.chat_settings(GUILD, elsewhere)).refusal() is None
+    assert not (await config.chat_settings(GUILD, elsewhere)).answers_mentions
+    assert (await config.chat_settings(GUILD, off)).refusal() == "Chat is switched off in this channel."
+    assert (await config.chat_settings(GUILD, 7, parent_id=off)).refusal() is not None  # its threads too
+    await config.set_capability(GUILD, ADMIN, "chat", False)
+    assert (await config.chat_settings(GUILD, elsewhere)).refusal() == "Chat is switched off in this server."
+    # DMs are governed by no server: nothing switched off there, and nothing read for them.
+    dm = await config.chat_settings(None, off)
+    assert dm == ChannelChatSettings() and dm.refusal() is None and dm.answers_mentions
+
+
+async def test_chat_settings_come_from_the_thread_then_its_channel_then_the_guild(
+    config: GuildConfigService, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    thread = 999
+    await config.set_model(GUILD, ADMIN, "chat", "guild-model", known=["guild-model"])
+    await config.set_max_input_chars(GUILD, ADMIN, 300)
+    await config.set_system_prompt(GUILD, ADMIN, CHANNEL, "Be brief.", channel_guild_id=GUILD)
+    settings = await config.chat_settings(GUILD, thread, parent_id=CHANNEL)
+    assert (settings.system_prompt, settings.model, settings.max_input_chars) == (
+        "Be brief.",
+        "guild-model",
+        300,
+    )
+    # A thread's own value wins over its parent's; what it doesn't set still comes from the parent.
+    await config.set_system_prompt(GUILD, ADMIN, thread, "Be thorough.", channel_guild_id=GUILD)
+    await config.set_chat_channel(GUILD, ADMIN, CHANNEL, False, channel_guild_id=GUILD)
+    async with db_sessions() as session, session.begin():
+        row = await session.get(ChannelSettings, CHANNEL)
+        assert row is not None
+        row.chat_model = "channel-model"
+    settings = await config.chat_settings(GUILD, thread, parent_id=CHANNEL)
+    assert (settings.system_prompt, settings.model) == ("Be thorough.", "channel-model")
+    assert settings.channel_switch is False and settings.refusal() is not None
+    await config.set_chat_channel(GUILD, ADMIN, thread, True, channel_guild_id=GUILD)
+    assert (await config.chat_settings(GUILD, thread, parent_id=CHANNEL)).refusal() is None
+    assert (await config.chat_settings(GUILD, CHANNEL)).system_prompt == "Be brief."
 
 
 async def test_system_prompt_per_channel(config: GuildConfigService) -> None:
