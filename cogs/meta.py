@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discordkit.embeds import result_embed
 from bot.store.engine import ping as ping_database
 
 if TYPE_CHECKING:
@@ -62,11 +63,14 @@ class Meta(commands.Cog, name="General"):
                 continue
             capability = capabilities.get(command.name, "Other")
             groups[capability].append(f"`/{command.qualified_name}` — {command.description}")
-        embed = discord.Embed(title="Concord commands", colour=HELP_COLOUR)
-        for capability in sorted(groups):
-            embed.add_field(name=capability, value="\n".join(sorted(groups[capability]))[:1024], inline=False)
-        if not groups:
-            embed.description = "There are no commands you can use here."
+        embed = result_embed(
+            title="Concord commands",
+            description=None if groups else "There are no commands you can use here.",
+            colour=HELP_COLOUR,
+            fields=[
+                (capability, "\n".join(sorted(groups[capability])), False) for capability in sorted(groups)
+            ],
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="ping", description="Show the bot's gateway and database latency.")

@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discordkit.embeds import result_embed
 from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget, LiveReply, ReplyTarget
 from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
@@ -556,7 +557,6 @@ class Chat(commands.Cog, name="Chat"):
         room, unit = self._history_room(self._system_prompt(settings), probe)
         remembered = await self.store.recent(interaction.channel_id, room, unit)
         everything = await self.store.all_turns(interaction.channel_id)
-        embed = discord.Embed(title="What I remember here", colour=discord.Colour.blurple())
         lines = []
         for turn in remembered:
             who = clean_display_name(turn.author_name) if turn.role == "user" else "Concord"
@@ -570,10 +570,12 @@ class Chat(commands.Cog, name="Chat"):
         while len(description) > 4000:
             lines.pop(0)
             description = "…\n" + "\n".join(lines)
-        embed.description = description or "Nothing yet: this channel's conversation is empty."
-        embed.set_footer(
-            text=f"{len(remembered)} of {len(everything)} stored messages fit the model's context "
-            f"({self.settings.chat_history_budget} {unit})."
+        embed = result_embed(
+            title="What I remember here",
+            description=description or "Nothing yet: this channel's conversation is empty.",
+            colour=discord.Colour.blurple(),
+            footer=f"{len(remembered)} of {len(everything)} stored messages fit the model's context "
+            f"({self.settings.chat_history_budget} {unit}).",
         )
         kwargs: dict[str, Any] = {"embed": embed, "ephemeral": True}
         if export:
@@ -596,9 +598,8 @@ class Chat(commands.Cog, name="Chat"):
         by_provider: dict[str, list[str]] = defaultdict(list)
         for info in found:
             by_provider[info.provider].append(info.id)
-        embed = discord.Embed(title="Chat models", colour=discord.Colour.blurple())
         default = self.settings.chat_default_model
-        embed.description = f"Default: `{default}`" if default else "Default: each provider's own."
+        fields: list[tuple[str, str, bool]] = []
         for provider, names in list(by_provider.items())[:25]:
             value = ""
             for i, name in enumerate(sorted(names)):
@@ -607,5 +608,11 @@ class Chat(commands.Cog, name="Chat"):
                     value += f" … and {len(names) - i} more"
                     break
                 value += (", " if value else "") + item
-            embed.add_field(name=f"{provider} ({len(names)})"[:256], value=value or "—", inline=False)
+            fields.append((f"{provider} ({len(names)})", value or "—", False))
+        embed = result_embed(
+            title="Chat models",
+            description=f"Default: `{default}`" if default else "Default: each provider's own.",
+            colour=discord.Colour.blurple(),
+            fields=fields,
+        )
         await interaction.followup.send(embed=embed, ephemeral=True)

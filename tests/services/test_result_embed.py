@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import discord
+
 from bot.discordkit.embeds import result_embed
 from bot.services import send_data as schema
 
@@ -34,3 +39,24 @@ def test_a_footer_at_its_limit_still_leaves_a_valid_embed() -> None:
     embed = result_embed(title="t" * 300, description="d" * 5000, footer="f" * 3000, author="a" * 300)
     assert len(embed) <= schema.EMBED_TOTAL_MAX
     assert len(embed.footer.text or "") == schema.FOOTER_MAX
+
+
+def test_a_discord_colour_is_accepted_as_is() -> None:
+    embed = result_embed(title="Models", colour=discord.Colour.blurple())
+    assert embed.colour == discord.Colour.blurple()
+
+
+def test_every_embed_in_the_bot_is_built_through_the_schema() -> None:
+    # Issue 4, item 5: cogs and discordkit build embeds with result_embed (or from a payload); only the
+    # schema-to-discord converter itself constructs discord.Embed.
+    root = Path(__file__).resolve().parents[2]
+    converter = root / "bot" / "discordkit" / "embeds.py"
+    direct = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("cogs", "bot")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != converter
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"discord\.Embed(\(|\.from_dict)|from discord import .*\bEmbed\b", line)
+    ]
+    assert direct == []
