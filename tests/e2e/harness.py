@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,88 @@ def write_providers_file(folder: Path, gateways: Sequence[GatewayEmulator]) -> P
     ]
     path.write_text("\n".join(tables))
     return path
+
+
+# --- chat and command helpers shared by the end-to-end tests ----------------------------------------
+
+Json = dict[str, Any]
+
+
+def providers_toml(gateway: GatewayEmulator, folder: Path) -> Path:
+    """A providers.toml with one OpenAI-profile gateway that fails fast (no retries, short timeouts)."""
+    path = folder / "providers.toml"
+    path.write_text(
+        "[[provider]]\n"
+        'name = "emu"\n'
+        'profile = "openai"\n'
+        f'base_url = "{gateway.base_url}"\n'
+        "first_byte_timeout = 5\n"
+        "idle_timeout = 5\n"
+        "retries = 0\n"
+    )
+    return path
+
+
+def chat_settings(emu: DiscordEmulator, gateway: GatewayEmulator, folder: Path, **overrides: Any) -> Any:
+    """Bot settings for a chat test: the emulated Discord, a database file in `folder`, `gateway`."""
+    return emulator_settings(
+        emu, sqlite_url(folder), providers_file=providers_toml(gateway, folder), **overrides
+    )
+
+
+def custom_ids(message: Json) -> list[str]:
+    return [c["custom_id"] for row in message.get("components") or [] for c in row["components"]]
+
+
+def is_final(message: Json | None) -> bool:
+    """The reply is done: its last message carries the Regenerate button instead of Stop."""
+    return message is not None and "concord:chat:regenerate" in custom_ids(message)
+
+
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a condition about the emulators' state (they change as the bot writes)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def final_from(emu: DiscordEmulator, after: Json | None = None) -> Callable[[Json], bool]:
+    me = emu.bot_user.id
+    return lambda m: m["_author_id"] == me and is_final(m)
+
+
+def bot_messages(emu: DiscordEmulator, channel: Any) -> list[Json]:
+    return [m for m in emu.messages(channel) if m["_author_id"] == emu.bot_user.id]
+
+
+def sent_messages(gateway: GatewayEmulator, index: int = -1) -> list[Json]:
+    """The `messages` of one chat request the gateway received."""
+    return list(gateway.requests_for("chat")[index].json["messages"])
+
+
+async def chat(emu: DiscordEmulator, user: Any, channel: Any, prompt: str, **options: Any) -> Any:
+    itx = await emu.run_command(user, "chat", {"prompt": prompt, **options}, channel=channel)
+    await itx.wait_for(lambda i: is_final(i.original), timeout=8)
+    return itx
+
+
+async def run(emu: DiscordEmulator, who: Any, command: str, where: Any, /, **options: Any) -> Any:
+    """Run a slash command and wait for its answer (the first followup when it deferred)."""
+    itx = await emu.run_command(who, command, options=options, channel=where)
+    await itx.wait_for_response(timeout=5)
+    if itx.response_type == 5:  # deferred: the answer is the first followup
+        await itx.wait_for_followup(count=1)
+    return itx
+
+
+def text_of(itx: Any) -> str:
+    """An interaction's answer as text: content, then each embed's title, description and fields."""
+    message = itx.original
+    assert message is not None
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds", []):
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+        parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)

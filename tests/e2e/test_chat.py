@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,20 @@ from bot.discordkit.live_reply import INCOMPLETE_NOTE, STOPPED_NOTE, WRITING_MAR
 from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority
 from bot.store.models import GuildSettings, QuotaUsage
-from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url
+from tests.e2e.harness import (
+    World,
+    bot_messages,
+    chat,
+    chat_settings,
+    custom_ids,
+    final_from,
+    is_final,
+    running_bot,
+    sent_messages,
+    until,
+)
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator, ServerError, StreamEndsEarly
-
-Json = dict[str, Any]
 
 
 @dataclass
@@ -48,26 +57,6 @@ class PacedGateway(GatewayEmulator):
         return await super()._stream_fault(request, response, fault, sent)
 
 
-def providers_toml(gateway: GatewayEmulator, folder: Path) -> Path:
-    path = folder / "providers.toml"
-    path.write_text(
-        "[[provider]]\n"
-        'name = "emu"\n'
-        'profile = "openai"\n'
-        f'base_url = "{gateway.base_url}"\n'
-        "first_byte_timeout = 5\n"
-        "idle_timeout = 5\n"
-        "retries = 0\n"
-    )
-    return path
-
-
-def chat_settings(emu: DiscordEmulator, gateway: GatewayEmulator, folder: Path, **overrides: Any) -> Any:
-    return emulator_settings(
-        emu, sqlite_url(folder), providers_file=providers_toml(gateway, folder), **overrides
-    )
-
-
 @pytest.fixture
 async def gateway() -> AsyncIterator[PacedGateway]:
     emu = PacedGateway("openai", reply="Hello there, human.")
@@ -82,44 +71,6 @@ async def chat_bot(
 ) -> AsyncIterator[Concord]:
     async with running_bot(discord_emu, chat_settings(discord_emu, gateway, tmp_path)) as bot:
         yield bot
-
-
-def custom_ids(message: Json) -> list[str]:
-    return [c["custom_id"] for row in message.get("components") or [] for c in row["components"]]
-
-
-def is_final(message: Json | None) -> bool:
-    """The reply is done: its last message carries the Regenerate button instead of Stop."""
-    return message is not None and "concord:chat:regenerate" in custom_ids(message)
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll a condition about the emulators' state (they change as the bot writes)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-def final_from(emu: DiscordEmulator, after: Json | None = None) -> Callable[[Json], bool]:
-    me = emu.bot_user.id
-    return lambda m: m["_author_id"] == me and is_final(m)
-
-
-def bot_messages(emu: DiscordEmulator, channel: Any) -> list[Json]:
-    return [m for m in emu.messages(channel) if m["_author_id"] == emu.bot_user.id]
-
-
-def sent_messages(gateway: GatewayEmulator, index: int = -1) -> list[Json]:
-    """The `messages` of one chat request the gateway received."""
-    return list(gateway.requests_for("chat")[index].json["messages"])
-
-
-async def chat(emu: DiscordEmulator, user: Any, channel: Any, prompt: str, **options: Any) -> Any:
-    itx = await emu.run_command(user, "chat", {"prompt": prompt, **options}, channel=channel)
-    await itx.wait_for(lambda i: is_final(i.original), timeout=8)
-    return itx
 
 
 # --- ways in ---------------------------------------------------------------------------------------

@@ -15,7 +15,15 @@ from bot.app import Concord
 from bot.services.guild_config import GuildConfigService
 from bot.services.quotas import Feature
 from bot.store.models import ConfigAudit, SendDataAudit
-from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url, write_providers_file
+from tests.e2e.harness import (
+    World,
+    emulator_settings,
+    run,
+    running_bot,
+    sqlite_url,
+    text_of,
+    write_providers_file,
+)
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator
 
@@ -37,24 +45,6 @@ async def bot(
     )
     async with running_bot(discord_emu, settings) as running:
         yield running
-
-
-async def run(emu: DiscordEmulator, who: Any, command: str, where: Any, /, **options: Any) -> Any:
-    itx = await emu.run_command(who, command, options=options, channel=where)
-    await itx.wait_for_response(timeout=5)
-    if itx.response_type == 5:  # deferred: the answer is the first followup
-        await itx.wait_for_followup(count=1)
-    return itx
-
-
-def text_of(itx: Any) -> str:
-    message = itx.original
-    assert message is not None
-    parts = [message.get("content") or ""]
-    for embed in message.get("embeds", []):
-        parts += [embed.get("title") or "", embed.get("description") or ""]
-        parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
-    return "\n".join(parts)
 
 
 async def audit_rows(bot: Concord) -> list[ConfigAudit]:
