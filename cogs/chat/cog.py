@@ -86,6 +86,8 @@ class TurnRequest:
     """Regenerate: history older than the regenerated prompt only."""
     replaces: tuple[int, int] | None = None
     """Regenerate: (prompt id, reply id) of the stored turn being redone."""
+    reservation: Reservation | None = None
+    """Quota already taken by the caller (/chat takes it before deferring, so a denial stays private)."""
 
 
 def _role_ids(user: discord.User | discord.Member) -> list[int]:
@@ -240,8 +242,13 @@ class Chat(commands.Cog, name="Chat"):
         )
         reply.start()
         shown_watch = self._spawn(self._relay_first_shown(reply, first_shown))
+        quota = (
+            contextlib.nullcontext(request.reservation)
+            if request.reservation is not None
+            else self._reserve_quota(author, request.guild_id, model)
+        )
         try:
-            async with self._reserve_quota(author, request.guild_id, model) as reservation:
+            async with quota as reservation:
                 end, stopped = await self._stream(chat_request, reply, stop_view)
                 reservation.keep()
         except BaseException:
@@ -408,22 +415,26 @@ class Chat(commands.Cog, name="Chat"):
         await self._check_input(interaction.user, interaction.guild_id, prompt, settings)
         if file is not None:
             self._check_attachment(file)
-        await interaction.response.defer(thinking=True, ephemeral=private)
-        text = prompt
-        if file is not None:
-            text += await self._read_attachment(file)
-        await self.run_turn(
-            TurnRequest(
-                channel_id=interaction.channel_id,
-                guild_id=interaction.guild_id,
-                parent_id=_parent_id(channel),
-                author=interaction.user,
-                prompt=text,
-                model=model,
-                private=private,
-                target=InteractionTarget(interaction, ephemeral=private),
+        # Quota before the defer: a denial is then the interaction's first (ephemeral) response.
+        quota_model = model or settings.model or self.settings.chat_default_model
+        async with self._reserve_quota(interaction.user, interaction.guild_id, quota_model) as reservation:
+            await interaction.response.defer(thinking=True, ephemeral=private)
+            text = prompt
+            if file is not None:
+                text += await self._read_attachment(file)
+            await self.run_turn(
+                TurnRequest(
+                    channel_id=interaction.channel_id,
+                    guild_id=interaction.guild_id,
+                    parent_id=_parent_id(channel),
+                    author=interaction.user,
+                    prompt=text,
+                    model=model,
+                    private=private,
+                    target=InteractionTarget(interaction, ephemeral=private),
+                    reservation=reservation,
+                )
             )
-        )
 
     def _check_attachment(self, file: discord.Attachment) -> None:
         cap = self.settings.chat_attachment_max_bytes

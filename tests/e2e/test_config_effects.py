@@ -184,6 +184,7 @@ async def test_a_custom_plan_for_everyone_denies_the_second_turn_in_a_minute(
     await chat(discord_emu, world.member, world.general, "first")
     denied = await run(discord_emu, world.member, "chat", world.general, prompt="second")
     assert "allowance for this minute (1/1)" in text_of(denied)
+    assert denied.ephemeral  # only the denied user sees it, before anything public was posted
     assert prompts_seen(gateway) == ["first"]  # no provider call for the denied turn
 
 
