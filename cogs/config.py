@@ -13,8 +13,8 @@ from discord.ext import commands
 from bot.discordkit.checks import require_manage_guild, server_only
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.responses import reply
-from bot.discordkit.tree import describe_error
-from bot.errors import ConcordError, InvalidInput
+from bot.discordkit.tree import explain
+from bot.errors import InvalidInput
 from bot.providers.errors import CapabilityUnavailable, ProviderUnavailable
 from bot.providers.profiles import VOICES
 from bot.providers.types import ModelKind
@@ -116,14 +116,7 @@ class SystemPromptModal(discord.ui.Modal):
         await self.cog.log_change(interaction, f"system prompt of {self.channel.mention} {shown}")
 
     async def on_error(self, interaction: discord.Interaction[Concord], error: Exception) -> None:  # type: ignore[override]
-        if isinstance(error, ConcordError):
-            message = error.user_message
-        elif isinstance(error, app_commands.AppCommandError):
-            message = describe_error(error) or "That didn't work."
-        else:
-            log.exception("System prompt form failed", exc_info=error)
-            message = "Something went wrong on our side; the prompt was not changed."
-        await reply(interaction, message, ephemeral=True)
+        await reply(interaction, explain(error, where="System prompt form"), ephemeral=True)
 
 
 @server_only()

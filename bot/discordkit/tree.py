@@ -43,27 +43,31 @@ def describe_error(error: app_commands.AppCommandError) -> str | None:
     return None
 
 
+def explain(error: BaseException, *, where: str) -> str:
+    """The one sentence a user sees for `error`, from a command, a button, a form or a chat message.
+
+    Anything unexpected is logged with a correlation id, and the user sees only that id.
+    """
+    if isinstance(error, app_commands.AppCommandError):
+        known = describe_error(error)
+    else:
+        known = error.user_message if isinstance(error, ConcordError) else None
+    if known is not None:
+        return known
+    correlation_id = secrets.token_hex(4)
+    log.error("%s failed [%s]", where, correlation_id, exc_info=error)
+    return f"Something went wrong on our side. If it keeps happening, quote error id `{correlation_id}`."
+
+
 class ConcordTree(app_commands.CommandTree[Any]):
     """Owns error handling for every app command."""
 
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
-        message = describe_error(error)
-        if message is None:
-            correlation_id = secrets.token_hex(4)
-            command = interaction.command.qualified_name if interaction.command else "?"
-            log.error(
-                "Command /%s failed [%s] (user %s, guild %s)",
-                command,
-                correlation_id,
-                interaction.user.id,
-                interaction.guild_id,
-                exc_info=error,
-            )
-            message = (
-                f"Something went wrong on our side. If it keeps happening, quote error id `{correlation_id}`."
-            )
+        command = interaction.command.qualified_name if interaction.command else "?"
+        where = f"Command /{command} (user {interaction.user.id}, guild {interaction.guild_id})"
+        message = explain(error, where=where)
         try:
             await reply(interaction, message, ephemeral=True)
         except discord.HTTPException:

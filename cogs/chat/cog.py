@@ -7,7 +7,6 @@ import contextlib
 import io
 import logging
 import re
-import secrets
 from collections import defaultdict
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from discord.ext import commands
 
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget, LiveReply, ReplyTarget
+from bot.discordkit.tree import explain
 from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
 from bot.providers.types import ChatRequest, ModelInfo, ModelKind, StreamEnd
@@ -497,12 +497,8 @@ class Chat(commands.Cog, name="Chat"):
             return
         try:
             await self._answer_message(message)
-        except ConcordError as exc:
-            await self._reply_text(message, exc.user_message)
-        except Exception:
-            correlation_id = secrets.token_hex(4)
-            log.exception("Chat reply to message %s failed [%s]", message.id, correlation_id)
-            await self._reply_text(message, f"Something went wrong on my side (error id `{correlation_id}`).")
+        except Exception as exc:
+            await self._reply_text(message, explain(exc, where=f"Chat reply to message {message.id}"))
 
     async def _answer_message(self, message: discord.Message) -> None:
         guild_id = message.guild.id if message.guild else None

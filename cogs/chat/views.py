@@ -9,6 +9,8 @@ from typing import Any
 
 import discord
 
+from bot.discordkit.responses import reply
+from bot.discordkit.tree import explain
 from bot.discordkit.write_budget import ChannelWriteBudget, Priority
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,15 @@ class OwnerOnlyView(discord.ui.View):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         return False
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        await reply(
+            interaction,
+            explain(error, where=f"Chat button {getattr(item, 'custom_id', '?')}"),
+            ephemeral=True,
+        )
 
 
 class StopView(OwnerOnlyView):
