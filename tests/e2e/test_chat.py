@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -515,3 +516,27 @@ async def test_a_turn_uses_quota_and_a_failed_provider_call_refunds_it(
     gateway.clear_faults()
     await chat(discord_emu, world.member, world.general, "hi again")
     assert await used() == 1
+
+
+async def test_an_unexpected_failure_answering_a_mention_shows_only_an_error_id(
+    discord_emu: DiscordEmulator,
+    world: World,
+    gateway: PacedGateway,
+    chat_bot: Concord,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken_history(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database exploded: secret internals")
+
+    chat_cog = chat_bot.get_cog("Chat")
+    assert chat_cog is not None
+    monkeypatch.setattr(chat_cog.store, "recent", broken_history)  # type: ignore[attr-defined]
+    me = discord_emu.bot_user.id
+    asked = await discord_emu.send_message(world.member, world.general, f"<@{me}> hello?")
+    answer = await discord_emu.wait_for_message(world.general, lambda m: m["_author_id"] == me, after=asked)
+    match = re.search(r"error id `([0-9a-f]{8})`", answer["content"])
+    assert match, answer["content"]
+    assert "exploded" not in answer["content"]
+    [record] = [r for r in caplog.records if match.group(1) in r.getMessage()]
+    assert isinstance(record.exc_info, tuple) and "exploded" in str(record.exc_info[1])
