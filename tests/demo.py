@@ -83,12 +83,13 @@ class Demo:
             for piece in textwrap.wrap(line, WIDTH - len(prefix)) or [""]:
                 print(prefix + piece)
 
-    async def slash(self, user: Any, command: str, *, channel: Any, **options: Any) -> Any:
-        shown = " ".join(f"{name}:{value}" for name, value in options.items())
-        where = "DM" if channel is self.emu.dm_channel(user) else f"#{channel.name}"
-        self.say(f"{user.name} in {where}", f"/{command} {shown}".rstrip())
-        itx = await self.emu.run_command(user, command, options=options, channel=channel)
-        await itx.wait_for_response(timeout=10)
+    async def slash(self, user: Any, command: str, *, where: Any, **options: Any) -> Any:
+        shown = " ".join(f"{name}:{getattr(value, 'name', value)}" for name, value in options.items())
+        place = "DM" if where is self.emu.dm_channel(user) else f"#{where.name}"
+        self.say(f"{user.name} in {place}", f"/{command} {shown}".rstrip())
+        itx = await self.emu.run_command(user, command, options=options, channel=where)
+        # Wait until the user sees something: a deferred reply's "thinking…" message shows nothing yet.
+        await itx.wait_for(lambda h: bool(h.original and (h.original["content"] or h.original["embeds"])), 10)
         return itx
 
 
@@ -96,11 +97,11 @@ Scene = Callable[[Demo], Awaitable[None]]
 
 
 async def scene_help_and_ping(demo: Demo) -> None:
-    itx = await demo.slash(demo.world.member, "help", channel=demo.world.general)
+    itx = await demo.slash(demo.world.member, "help", where=demo.world.general)
     demo.show_message(itx.original, ephemeral=itx.ephemeral)
-    itx = await demo.slash(demo.world.member, "ping", channel=demo.world.general)
+    itx = await demo.slash(demo.world.member, "ping", where=demo.world.general)
     demo.show_message(itx.original, ephemeral=itx.ephemeral)
-    itx = await demo.slash(demo.world.member, "ping", channel=demo.emu.dm_channel(demo.world.member))
+    itx = await demo.slash(demo.world.member, "ping", where=demo.emu.dm_channel(demo.world.member))
     demo.show_message(itx.original, ephemeral=itx.ephemeral)
 
 
@@ -110,7 +111,7 @@ async def scene_chat(demo: Demo) -> None:
         "Hi Bob! I can chat, remember this channel's conversation, and answer when you mention me "
         "or reply to me."
     )
-    itx = await demo.slash(world.member, "chat", channel=world.general, prompt="Hi! What can you do?")
+    itx = await demo.slash(world.member, "chat", where=world.general, prompt="Hi! What can you do?")
     await itx.wait_for(lambda handle: reply_is_final(handle.original), timeout=10)
     demo.show_message(itx.original)
 
@@ -132,13 +133,31 @@ async def scene_chat(demo: Demo) -> None:
     )
     demo.show_message(answer)
 
-    itx = await demo.slash(world.member, "models", channel=world.general)
+    itx = await demo.slash(world.member, "models", where=world.general)
     await itx.wait_for(lambda handle: bool(handle.original and handle.original["embeds"]), timeout=10)
     demo.show_message(itx.original, ephemeral=itx.ephemeral)
 
 
+async def scene_governance(demo: Demo) -> None:
+    world = demo.world
+    itx = await demo.slash(world.admin, "config chat-everywhere", where=world.general, enabled=False)
+    demo.show_message(itx.original, ephemeral=itx.ephemeral)
+    itx = await demo.slash(world.admin, "config show", where=world.general)
+    demo.show_message(itx.original, ephemeral=itx.ephemeral)
+    itx = await demo.slash(world.member, "usage", where=world.general)
+    demo.show_message(itx.original, ephemeral=itx.ephemeral)
+    payload = '{"content": "Server news", "embeds": [{"title": "Movie night", "description": "Friday 8 pm"}]}'
+    itx = await demo.slash(
+        world.admin, "embed send", where=world.general, channel=world.general, json=payload
+    )
+    demo.show_message(itx.original, ephemeral=itx.ephemeral)
+    posted = demo.emu.messages(world.general)[-1]
+    print("  In #general everyone now sees:")
+    demo.show_message(posted)
+
+
 # Each capability adds its scene here, in the order a new user would meet them.
-SCENES: list[Scene] = [scene_help_and_ping, scene_chat]
+SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance]
 
 
 async def main() -> int:

@@ -16,4 +16,7 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "You asked what I can do" in output  # a mention, answered with the channel's memory
     assert "this DM is our own conversation" in output  # a DM message
     assert "Chat models" in output  # /models
+    assert "Settings of Concord Test" in output  # /config show
+    assert "Usage of bob" in output  # /usage
+    assert "Movie night" in output  # /embed send, as everyone sees it in the channel
     assert output.rstrip().endswith("Demo finished.")
