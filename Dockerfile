@@ -17,4 +17,12 @@ RUN useradd --create-home concord && mkdir -p /app/data && chown concord /app/da
 USER concord
 VOLUME ["/app/data"]
 
+# The send-data endpoint and /healthz are off unless HTTP_PORT is set; in a container they must
+# listen on every interface to be reachable through a published port.
+ENV HTTP_HOST=0.0.0.0
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD python -c "import os, sys, urllib.request; \
+port = os.environ.get('HTTP_PORT'); \
+sys.exit(0 if not port else urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status != 200)"
+
 CMD ["python", "-m", "bot", "run"]
