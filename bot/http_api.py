@@ -83,9 +83,7 @@ class SendDataServer:
         site = web.TCPSite(self._runner, self.host, self.requested_port)
         await site.start()
         # Port 0 asks the OS for a free port (tests); read back the one we got.
-        server: Any = site._server
-        sockets = getattr(server, "sockets", None) or ()
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self.requested_port
+        self.port = int(self._runner.addresses[0][1])
         log.info("HTTP endpoint listening on %s:%s (POST /send-data, GET /healthz)", self.host, self.port)
 
     async def close(self) -> None:
