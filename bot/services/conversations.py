@@ -152,6 +152,15 @@ def build_context(system_prompt: str | None, history: Sequence[Turn], prompt: Tu
     return ChatContext(messages, list(history))
 
 
+@dataclass(frozen=True, slots=True)
+class StoredTurn:
+    """A prompt and the reply that answered it, as stored for a channel."""
+
+    channel_id: int
+    prompt: Turn
+    reply: Turn
+
+
 class ConversationStore:
     """Repository for `conversations` / `conversation_messages`. One short session per call."""
 
@@ -219,6 +228,33 @@ class ConversationStore:
                 )
             )
             return bool(getattr(result, "rowcount", 0))
+
+    async def stored_turn(self, reply_id: int) -> StoredTurn | None:
+        """A stored reply with the prompt it answered (what Regenerate redoes); None once reset."""
+        async with self.sessions() as session:
+            found = (
+                await session.execute(
+                    select(ConversationMessage, Conversation.channel_id)
+                    .join(Conversation)
+                    .where(ConversationMessage.id == reply_id, ConversationMessage.role == "assistant")
+                )
+            ).first()
+            if found is None:
+                return None
+            reply, channel_id = found
+            prompt = await session.scalar(
+                select(ConversationMessage)
+                .where(
+                    ConversationMessage.conversation_id == reply.conversation_id,
+                    ConversationMessage.id < reply_id,
+                    ConversationMessage.role == "user",
+                )
+                .order_by(ConversationMessage.id.desc())
+                .limit(1)
+            )
+            if prompt is None:
+                return None
+            return StoredTurn(channel_id=channel_id, prompt=Turn.from_row(prompt), reply=Turn.from_row(reply))
 
     async def latest_id(self, channel_id: int) -> int | None:
         async with self.sessions() as session:
