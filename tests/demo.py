@@ -29,13 +29,15 @@ from tests.emulators.gateway import GatewayEmulator
 WIDTH = 88
 
 
-REGENERATE_BUTTON = "concord:chat:regenerate"
+REGENERATE_BUTTON = "concord:chat:regen:"
 
 
 def reply_is_final(message: dict[str, Any] | None) -> bool:
     """A streamed chat reply is done when its last message offers Regenerate instead of Stop."""
     rows = (message or {}).get("components") or []
-    return any(item.get("custom_id") == REGENERATE_BUTTON for row in rows for item in row["components"])
+    return any(
+        item.get("custom_id", "").startswith(REGENERATE_BUTTON) for row in rows for item in row["components"]
+    )
 
 
 @dataclass

@@ -25,6 +25,9 @@ NO_PINGS = discord.AllowedMentions.none()
 WRITING_MARKER = "\n-# ✍️ still writing…"
 INCOMPLETE_NOTE = "\n\n-# ⚠️ This reply is incomplete: the AI service stopped before finishing it."
 STOPPED_NOTE = "\n\n-# ⏹️ Stopped before the end."
+INTERRUPTED_NOTE = (
+    "\n\n-# ⚠️ This reply was cut off: it stopped being written (for example, the bot restarted)."
+)
 EMPTY_REPLY = "-# The model returned an empty answer."
 # Room kept free on every page for the decorations above (and a fence closer), so pages stay <= 2000.
 PAGE_LIMIT = DISCORD_LIMIT - 120

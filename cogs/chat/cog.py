@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import logging
 import re
+import secrets
 from collections import defaultdict
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -17,7 +19,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discordkit.embeds import result_embed
-from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget, LiveReply, ReplyTarget
+from bot.discordkit.live_reply import (
+    INTERRUPTED_NOTE,
+    NO_PINGS,
+    WRITING_MARKER,
+    ChannelTarget,
+    InteractionTarget,
+    LiveReply,
+    ReplyTarget,
+)
 from bot.discordkit.tree import explain
 from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
@@ -34,7 +44,7 @@ from bot.services.guild_config import ChannelChatSettings, GuildConfigService
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService, Reservation, chat_feature_for
 from bot.services.turn_gate import TurnGate
-from cogs.chat.views import RegenerateView, StopView
+from cogs.chat.views import RegenerateButton, StopButton, buttons
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -90,6 +100,18 @@ class TurnRequest:
     """Quota already taken by the caller (/chat takes it before deferring, so a denial stays private)."""
 
 
+ALREADY_FINISHED = "That reply is already finished, so there is nothing to stop."
+# How many recently finished generations (Stop) and private turns (Regenerate) the cog remembers.
+RECENT_LIMIT = 1024
+
+
+def _remember_recent(entries: dict[str, Any], key: str, value: Any) -> None:
+    """Insert into a dict used as a bounded, oldest-first cache."""
+    entries[key] = value
+    while len(entries) > RECENT_LIMIT:
+        del entries[next(iter(entries))]
+
+
 def _role_ids(user: discord.User | discord.Member) -> list[int]:
     return [role.id for role in getattr(user, "roles", [])]
 
@@ -114,12 +136,25 @@ class Chat(commands.Cog, name="Chat"):
         self.catalog = ModelCatalog(self._fetch_models, fallback=[settings.chat_default_model or ""])
         self._mention = re.compile(r"<@!?(\d+)>")
         self._background: set[asyncio.Task[Any]] = set()
+        # Button state. Keys are "<run>.<n>": `run` is random per cog instance, so a key on a message
+        # written before a restart never names a generation or private turn of this run.
+        self._run = secrets.token_hex(4)
+        self._keys = itertools.count()
+        self._live: dict[str, asyncio.Event] = {}
+        """Stop events of the replies being written, by key."""
+        self._finished: dict[str, None] = {}
+        """Keys of replies finished lately in this run: a late Stop press must not strip their buttons."""
+        self._private: dict[str, TurnRequest] = {}
+        """Private turns (never stored) that Regenerate can redo, while this run remembers them."""
+        self._regenerating: set[str] = set()
 
     async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(StopButton, RegenerateButton)
         if self.bot.providers is not None:
             self.catalog.refresh_soon("chat")
 
     async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(StopButton, RegenerateButton)
         await self.catalog.close()
         for task in list(self._background):
             task.cancel()
@@ -225,6 +260,8 @@ class Chat(commands.Cog, name="Chat"):
             content=request.prompt,
             author_id=author.id,
             author_name=author.display_name,
+            # The model the user asked for (None: the channel's default), so Regenerate asks the same way.
+            model=request.model,
             message_ids=request.user_message_ids,
         )
         system_prompt = self._system_prompt(settings)
@@ -233,52 +270,69 @@ class Chat(commands.Cog, name="Chat"):
         context = build_context(system_prompt, history, prompt)
         chat_request = ChatRequest(messages=context.messages, model=model)
 
-        stop_view = StopView(author.id, timeout=None)
+        key = self._new_key()
+        self._live[key] = asyncio.Event()
+        try:
+            await self._write(request, model, chat_request, prompt, key, first_shown)
+            _remember_recent(self._finished, key, None)  # a failed reply keeps no key: Stop tidies it up
+        finally:
+            del self._live[key]
+
+    def _new_key(self) -> str:
+        return f"{self._run}.{next(self._keys)}"
+
+    async def _write(
+        self,
+        request: TurnRequest,
+        model: str | None,
+        chat_request: ChatRequest,
+        prompt: Turn,
+        key: str,
+        first_shown: asyncio.Event,
+    ) -> None:
+        """Stream the answer under a Stop button, remember the turn, then show it under Regenerate."""
         reply = LiveReply(
             request.target,
             self.budget,
             edit_interval=self.settings.chat_edit_interval,
-            writing_view=stop_view,
+            writing_view=buttons(StopButton(request.author.id, key)),
         )
         reply.start()
         shown_watch = self._spawn(self._relay_first_shown(reply, first_shown))
         quota = (
             contextlib.nullcontext(request.reservation)
             if request.reservation is not None
-            else self._reserve_quota(author, request.guild_id, model)
+            else self._reserve_quota(request.author, request.guild_id, model)
         )
         try:
             async with quota as reservation:
-                end, stopped = await self._stream(chat_request, reply, stop_view)
+                end, stopped = await self._stream(chat_request, reply, self._live[key])
                 reservation.keep()
         except BaseException:
             await reply.abandon()
             raise
         finally:
-            stop_view.stop()
             shown_watch.cancel()
 
         complete = end is not None and end.complete
         incomplete = stopped or not complete
         text = end.text if end is not None and len(end.text) >= len(reply.text) else reply.text
-        final_view = RegenerateView(
-            author.id,
-            self._regenerate_handler(request),
-            timeout=self.settings.chat_button_timeout,
-            budget=self.budget,
-            channel_id=request.channel_id,
-        )
         # Remember the turn before its final text shows, so a quick Regenerate or /history sees it.
         answer = Turn(role="assistant", content=text, model=model, incomplete=incomplete)
         stored_ids = self._message_ids(reply)
-        if not request.private:
-            final_view.turn_ids = await self._remember(request, prompt, answer, stored_ids)
-        handles = await reply.finish(complete=complete, stopped=stopped, final_view=final_view, text=text)
-        final_view.message = handles[-1] if handles else None
+        turn_ids: tuple[int, int] | None = None
+        if request.private:
+            private_key = self._new_key()
+            _remember_recent(self._private, private_key, request)
+            regenerate = RegenerateButton(request.author.id, private_key=private_key)
+        else:
+            turn_ids = await self._remember(request, prompt, answer, stored_ids)
+            regenerate = RegenerateButton(request.author.id, reply_id=turn_ids[1])
+        await reply.finish(complete=complete, stopped=stopped, final_view=buttons(regenerate), text=text)
         shown_ids = self._message_ids(reply)
-        if final_view.turn_ids is not None and shown_ids != stored_ids:
+        if turn_ids is not None and shown_ids != stored_ids:
             await self.store.replace_reply(
-                final_view.turn_ids[1],
+                turn_ids[1],
                 content=text,
                 model=model,
                 incomplete=incomplete,
@@ -311,7 +365,7 @@ class Chat(commands.Cog, name="Chat"):
         first_shown.set()
 
     async def _stream(
-        self, chat_request: ChatRequest, reply: LiveReply, stop_view: StopView
+        self, chat_request: ChatRequest, reply: LiveReply, stop: asyncio.Event
     ) -> tuple[StreamEnd | None, bool]:
         """Feed the stream into the reply until it ends or the requester presses Stop."""
         assert self.bot.providers is not None
@@ -331,7 +385,7 @@ class Chat(commands.Cog, name="Chat"):
             return None
 
         consumer = asyncio.ensure_future(consume())
-        stop_wait = asyncio.ensure_future(stop_view.stopped.wait())
+        stop_wait = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({consumer, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -351,34 +405,115 @@ class Chat(commands.Cog, name="Chat"):
             await consumer
         return None, True
 
-    # --- Regenerate --------------------------------------------------------------------------------------
+    # --- the buttons -----------------------------------------------------------------------------------
 
-    def _regenerate_handler(self, request: TurnRequest) -> Any:
-        async def regenerate(interaction: discord.Interaction[Any], view: RegenerateView) -> None:
-            turn_ids = view.turn_ids
-            if not request.private:
-                latest = await self.store.latest_id(request.channel_id)
-                if turn_ids is None or latest != turn_ids[1]:
-                    await interaction.response.send_message(
-                        "Only the latest reply in this channel can be regenerated.", ephemeral=True
-                    )
-                    return
-            view.disable()
-            # Update the old message's buttons in the interaction response itself (not a channel write).
-            await interaction.response.edit_message(view=view)
+    async def stop_pressed(self, interaction: discord.Interaction[Any], button: StopButton) -> None:
+        """Stop the generation the button names; if it is gone, say the reply is finished."""
+        stop = self._live.get(button.key)
+        if stop is not None:
+            stop.set()
+            # Deferred update: the reply's final edit (a few hundred ms later) swaps the buttons.
+            await interaction.response.defer()
+            return
+        if button.key in self._finished:
+            # Finished a moment ago: its final edit has put (or is putting) Regenerate in Stop's place.
+            await interaction.response.send_message(ALREADY_FINISHED, ephemeral=True)
+            return
+        # Nobody is writing this reply any more (the bot restarted, or it failed): clear the stale button
+        # and the "still writing" marker with the interaction's own response, then say so privately.
+        content = interaction.message.content if interaction.message is not None else ""
+        if content.endswith(WRITING_MARKER):
+            await interaction.response.edit_message(
+                content=content.removesuffix(WRITING_MARKER) + INTERRUPTED_NOTE, view=None
+            )
+        else:
+            await interaction.response.edit_message(view=None)
+        await interaction.followup.send(ALREADY_FINISHED, ephemeral=True)
+
+    async def regenerate_pressed(
+        self, interaction: discord.Interaction[Any], button: RegenerateButton
+    ) -> None:
+        """Answer the turn the button names again: a stored turn from the database, a private one from
+        memory. Either way the same request goes through `_regenerate`."""
+        if button.reply_id is not None:
+            request = await self._stored_request(interaction, button.reply_id)
+            if request is None:
+                return await self._retire(
+                    interaction,
+                    button,
+                    "I no longer remember that reply (this conversation was reset), so it can't be regenerated.",
+                )
+            if await self.store.latest_id(request.channel_id) != button.reply_id:
+                return await self._retire(
+                    interaction, button, "Only the latest reply in this channel can be regenerated."
+                )
+        else:
+            request = self._private.get(button.private_key or "")
+            if request is None:
+                return await self._retire(
+                    interaction,
+                    button,
+                    "Private replies aren't saved, and I no longer remember this one, so it can't be regenerated.",
+                )
+        await self._regenerate(interaction, button, request)
+
+    async def _stored_request(
+        self, interaction: discord.Interaction[Any], reply_id: int
+    ) -> TurnRequest | None:
+        """The request that asks a stored turn's prompt again, with the history that preceded it."""
+        stored = await self.store.stored_turn(reply_id)
+        if stored is None or stored.channel_id != interaction.channel_id:
+            return None
+        prompt = stored.prompt
+        channel = interaction.channel
+        assert prompt.id is not None and stored.reply.id is not None
+        return TurnRequest(
+            channel_id=stored.channel_id,
+            guild_id=interaction.guild_id,
+            parent_id=_parent_id(channel),
+            author=interaction.user,
+            prompt=prompt.content,
+            model=prompt.model,
+            private=False,
+            target=InteractionTarget(interaction, ephemeral=False, first_is_original=False),
+            # A prompt written as a message (mention, reply, DM) was answered with a typing indicator.
+            typing_channel=channel
+            if prompt.message_ids and isinstance(channel, discord.abc.Messageable)
+            else None,
+            user_message_ids=prompt.message_ids,
+            before_id=prompt.id,
+            replaces=(prompt.id, stored.reply.id),
+        )
+
+    async def _regenerate(
+        self, interaction: discord.Interaction[Any], button: RegenerateButton, request: TurnRequest
+    ) -> None:
+        """Disable the pressed button (in the interaction's own response), then answer again in followups."""
+        if button.custom_id in self._regenerating:
+            await interaction.response.send_message(
+                "That reply is already being regenerated.", ephemeral=True
+            )
+            return
+        self._regenerating.add(button.custom_id)
+        try:
+            button.disable()
+            await interaction.response.edit_message(view=button.view)
             again = replace(
                 request,
                 target=InteractionTarget(interaction, ephemeral=request.private, first_is_original=False),
                 typing_channel=None if request.private else request.typing_channel,
-                before_id=turn_ids[0] if turn_ids else None,
-                replaces=turn_ids,
+                reservation=None,  # a new answer takes quota again (refunded if it fails)
             )
-            try:
-                await self.run_turn(again)
-            except ConcordError as exc:
-                await interaction.followup.send(exc.user_message, ephemeral=True)
+            await self.run_turn(again)
+        finally:
+            self._regenerating.discard(button.custom_id)
 
-        return regenerate
+    @staticmethod
+    async def _retire(interaction: discord.Interaction[Any], button: RegenerateButton, why: str) -> None:
+        """Disable a Regenerate button that can no longer work, and say why in one private sentence."""
+        button.disable()
+        await interaction.response.edit_message(view=button.view)
+        await interaction.followup.send(why, ephemeral=True)
 
     # --- /chat -------------------------------------------------------------------------------------------
 

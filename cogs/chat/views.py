@@ -1,116 +1,155 @@
-"""The buttons under a chat reply: Stop while the model writes, Regenerate once it is done."""
+"""The buttons under a chat reply: Stop while the model writes, Regenerate once it is done.
+
+Both are persistent `DynamicItem`s: the requester and the reply they act on are written into the
+custom_id, so a button on a reply written before a restart still gets an answer. The Chat cog registers
+them when it loads and does the work; a button only parses its custom_id and checks who pressed.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import contextlib
+import re
+from typing import Any, Protocol
 
 import discord
 
 from bot.discordkit.responses import reply
 from bot.discordkit.tree import explain
-from bot.discordkit.write_budget import ChannelWriteBudget, Priority
 
-log = logging.getLogger(__name__)
+STOP_PREFIX = "concord:chat:stop"
+REGENERATE_PREFIX = "concord:chat:regen"
+COG_NAME = "Chat"
+_KEY = r"[0-9a-f]{1,16}\.[0-9]{1,12}"
 
-STOP_ID = "concord:chat:stop"
-REGENERATE_ID = "concord:chat:regenerate"
+
+class ChatButtonHandler(Protocol):
+    """What the buttons need from the Chat cog (looked up through the bot, so nothing here is global)."""
+
+    async def stop_pressed(self, interaction: discord.Interaction[Any], button: StopButton) -> None: ...
+
+    async def regenerate_pressed(
+        self, interaction: discord.Interaction[Any], button: RegenerateButton
+    ) -> None: ...
 
 
-class OwnerOnlyView(discord.ui.View):
+def _handler(interaction: discord.Interaction[Any]) -> ChatButtonHandler | None:
+    cog: Any = interaction.client.get_cog(COG_NAME)
+    return cog
+
+
+async def _owner_only(interaction: discord.Interaction[Any], owner_id: int) -> bool:
     """Only the person who asked may press; everyone else is told so, privately."""
-
-    def __init__(self, owner_id: int, *, timeout: float | None) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}> can use these buttons.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
-
-    async def on_error(
-        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        await reply(
-            interaction,
-            explain(error, where=f"Chat button {getattr(item, 'custom_id', '?')}"),
-            ephemeral=True,
-        )
-
-
-class StopView(OwnerOnlyView):
-    """Shown while a reply is being written; pressing Stop ends the generation."""
-
-    def __init__(self, owner_id: int, *, timeout: float | None) -> None:
-        super().__init__(owner_id, timeout=timeout)
-        self.stopped = asyncio.Event()
-
-    @discord.ui.button(label="Stop", style=discord.ButtonStyle.secondary, emoji="⏹️", custom_id=STOP_ID)
-    async def stop_button(
-        self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
-    ) -> None:
-        self.stopped.set()
-        # Deferred update: the reply's final edit (a few hundred ms later) swaps the buttons.
-        await interaction.response.defer()
-
-
-Regenerate = Callable[[discord.Interaction[Any], "RegenerateView"], Awaitable[None]]
-
-
-class RegenerateView(OwnerOnlyView):
-    """Shown under a finished reply; Regenerate asks again. Disabled (one edit) when it times out."""
-
-    def __init__(
-        self,
-        owner_id: int,
-        on_regenerate: Regenerate,
-        *,
-        timeout: float,
-        budget: ChannelWriteBudget,
-        channel_id: int,
-    ) -> None:
-        super().__init__(owner_id, timeout=timeout)
-        self.on_regenerate = on_regenerate
-        self.budget = budget
-        self.channel_id = channel_id
-        self.message: Any = None
-        self.turn_ids: tuple[int, int] | None = None
-        """(prompt id, reply id) of the stored turn; None for a private turn."""
-
-    @discord.ui.button(
-        label="Regenerate", style=discord.ButtonStyle.secondary, emoji="🔄", custom_id=REGENERATE_ID
+    if interaction.user.id == owner_id:
+        return True
+    await interaction.response.send_message(
+        f"Only <@{owner_id}> can use these buttons.",
+        ephemeral=True,
+        allowed_mentions=discord.AllowedMentions.none(),
     )
-    async def regenerate_button(
-        self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
-    ) -> None:
-        await self.on_regenerate(interaction, self)
+    return False
+
+
+async def _explain_failure(interaction: discord.Interaction[Any], error: Exception, custom_id: str) -> None:
+    # discord.py only logs what a dynamic item's callback raises; the user gets one sentence instead.
+    message = explain(error, where=f"Chat button {custom_id} (user {interaction.user.id})")
+    with contextlib.suppress(discord.HTTPException):
+        await reply(interaction, message, ephemeral=True)
+
+
+class StopButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=rf"{STOP_PREFIX}:(?P<owner>[0-9]{{1,20}}):(?P<key>{_KEY})",
+):
+    """Shown while a reply is being written; `key` names the generation in the cog."""
+
+    def __init__(self, owner_id: int, key: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Stop",
+                style=discord.ButtonStyle.secondary,
+                emoji="⏹️",
+                custom_id=f"{STOP_PREFIX}:{owner_id}:{key}",
+            )
+        )
+        self.owner_id = owner_id
+        self.key = key
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> StopButton:
+        return cls(int(match["owner"]), match["key"])
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await _owner_only(interaction, self.owner_id)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        handler = _handler(interaction)
+        if handler is None:
+            return
+        try:
+            await handler.stop_pressed(interaction, self)
+        except Exception as exc:
+            await _explain_failure(interaction, exc, self.custom_id)
+
+
+class RegenerateButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=(
+        rf"{REGENERATE_PREFIX}:(?P<owner>[0-9]{{1,20}}):"
+        rf"(?:(?P<reply>[0-9]{{1,20}})|private-(?P<private>{_KEY}))"
+    ),
+):
+    """Shown under a finished reply. A stored turn is named by its reply's id in the database; a private
+    turn (never stored) by a key into the cog's memory, so it cannot outlive a restart."""
+
+    def __init__(self, owner_id: int, *, reply_id: int | None = None, private_key: str | None = None) -> None:
+        if (reply_id is None) == (private_key is None):
+            raise ValueError("a Regenerate button names either a stored reply or a private turn")
+        target = str(reply_id) if reply_id is not None else f"private-{private_key}"
+        super().__init__(
+            discord.ui.Button(
+                label="Regenerate",
+                style=discord.ButtonStyle.secondary,
+                emoji="🔄",
+                custom_id=f"{REGENERATE_PREFIX}:{owner_id}:{target}",
+            )
+        )
+        self.owner_id = owner_id
+        self.reply_id = reply_id
+        self.private_key = private_key
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RegenerateButton:
+        reply_id = match["reply"]
+        return cls(
+            int(match["owner"]),
+            reply_id=int(reply_id) if reply_id is not None else None,
+            private_key=match["private"],
+        )
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await _owner_only(interaction, self.owner_id)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        handler = _handler(interaction)
+        if handler is None:
+            return
+        try:
+            await handler.regenerate_pressed(interaction, self)
+        except Exception as exc:
+            await _explain_failure(interaction, exc, self.custom_id)
 
     def disable(self) -> None:
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        self.stop()
+        self.item.disabled = True
 
-    async def on_timeout(self) -> None:
-        self.disable()
-        message = self.message
-        if message is None:
-            return
 
-        async def edit() -> None:
-            await message.edit(view=self)
-
-        try:
-            await self.budget.write(
-                self.channel_id, edit, priority=Priority.PROGRESS, key=("chat-view", id(self))
-            )
-        except discord.HTTPException as exc:
-            log.debug("Could not disable the Regenerate button: %s", exc)
+def buttons(*items: discord.ui.Item[Any]) -> discord.ui.View:
+    """A view for a reply's message. No timeout: the buttons are persistent and dispatched by custom_id,
+    so this view is never looked up again and nothing has to be disabled when it expires."""
+    view = discord.ui.View(timeout=None)
+    for item in items:
+        view.add_item(item)
+    return view

@@ -142,9 +142,19 @@ def custom_ids(message: Json) -> list[str]:
     return [c["custom_id"] for row in message.get("components") or [] for c in row["components"]]
 
 
+STOP_BUTTON = "concord:chat:stop:"
+REGENERATE_BUTTON = "concord:chat:regen:"
+
+
+def button_id(message: Json | None, prefix: str) -> str | None:
+    """The custom_id of the message's button starting with `prefix` (the chat buttons carry state)."""
+    found = [i for i in custom_ids(message) if i.startswith(prefix)] if message is not None else []
+    return found[0] if found else None
+
+
 def is_final(message: Json | None) -> bool:
     """The reply is done: its last message carries the Regenerate button instead of Stop."""
-    return message is not None and "concord:chat:regenerate" in custom_ids(message)
+    return button_id(message, REGENERATE_BUTTON) is not None
 
 
 async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:

@@ -21,8 +21,11 @@ from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority
 from bot.store.models import GuildSettings, QuotaUsage
 from tests.e2e.harness import (
+    REGENERATE_BUTTON,
+    STOP_BUTTON,
     World,
     bot_messages,
+    button_id,
     chat,
     chat_settings,
     custom_ids,
@@ -85,7 +88,7 @@ async def test_slash_chat_in_a_guild_streams_the_answer(
     assert not itx.ephemeral
     assert itx.original["content"] == "Hello there, human."
     [button] = itx.original["components"][0]["components"]
-    assert button["custom_id"] == "concord:chat:regenerate"
+    assert button["custom_id"].startswith("concord:chat:regen:")
     messages = sent_messages(gateway)
     assert messages[0]["role"] == "system"
     assert messages[-1] == {"role": "user", "content": '[speaker: "bob"]\nSay hello'}
@@ -302,9 +305,7 @@ async def test_final_text_is_prompt_while_other_bot_messages_share_the_channel(
     final_write = next(
         r
         for r in discord_emu.requests
-        if r.method == "PATCH"
-        and r.json
-        and "concord:chat:regenerate" in json.dumps(r.json.get("components"))
+        if r.method == "PATCH" and r.json and "concord:chat:regen:" in json.dumps(r.json.get("components"))
     )
     assert answer["content"].startswith("token0 ")
     assert final_write.time - gateway.last_chunk_at < 1.0
@@ -384,11 +385,13 @@ async def test_stop_ends_generation_and_only_the_requester_may_press(
     gateway.stream_chunks = [f"w{i} " for i in range(200)]
     gateway.chunk_delay = 0.02
     itx = await discord_emu.run_command(world.member, "chat", {"prompt": "go on"}, channel=world.general)
-    await itx.wait_for(lambda i: i.original is not None and "concord:chat:stop" in custom_ids(i.original))
-    intruder = await discord_emu.press_button(world.admin, itx.original, "concord:chat:stop")
+    await itx.wait_for(lambda i: button_id(i.original, STOP_BUTTON) is not None)
+    stop = button_id(itx.original, STOP_BUTTON)
+    assert stop == f"concord:chat:stop:{world.member.id}:" + stop.rsplit(":", 1)[1]  # type: ignore[union-attr]
+    intruder = await discord_emu.press_button(world.admin, itx.original, stop)
     await intruder.wait_for_response()
     assert intruder.ephemeral and "Only" in intruder.original["content"]
-    press = await discord_emu.press_button(world.member, itx.original, "concord:chat:stop")
+    press = await discord_emu.press_button(world.member, itx.original, stop)
     await press.wait_for_response()
     await itx.wait_for(lambda i: is_final(i.original), timeout=5)
     content = itx.original["content"]
@@ -401,10 +404,11 @@ async def test_regenerate_retries_the_last_turn(
 ) -> None:
     itx = await chat(discord_emu, world.member, world.general, "first try")
     gateway.reply = "A better answer."
-    denied = await discord_emu.press_button(world.admin, itx.original, "concord:chat:regenerate")
+    regenerate = button_id(itx.original, REGENERATE_BUTTON)
+    denied = await discord_emu.press_button(world.admin, itx.original, regenerate)
     await denied.wait_for_response()
     assert denied.ephemeral
-    press = await discord_emu.press_button(world.member, itx.original, "concord:chat:regenerate")
+    press = await discord_emu.press_button(world.member, itx.original, regenerate)
     await press.wait_for(lambda i: bool(i.followups) and is_final(i.followups[-1]), timeout=8)
     assert press.followups[-1]["content"] == "A better answer."
     assert all(c.get("disabled") for row in itx.original["components"] for c in row["components"])
