@@ -83,9 +83,6 @@ class Settings(BaseSettings):
     chat_attachment_max_bytes: int = Field(
         default=32 * 1024, ge=0, le=8 * 1024 * 1024, description="Largest text file /chat accepts, in bytes."
     )
-    chat_button_timeout: float = Field(
-        default=600.0, ge=1, le=86400, description="Seconds the Stop/Regenerate buttons stay usable."
-    )
     # --- governance: the send-data HTTP endpoint (bot/http_api.py) ---
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="Port of the send-data/healthz HTTP endpoint; empty: off."
