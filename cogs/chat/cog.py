@@ -101,6 +101,11 @@ class TurnRequest:
 
 
 ALREADY_FINISHED = "That reply is already finished, so there is nothing to stop."
+FORGOTTEN = "I no longer remember that reply (this conversation was reset), so it can't be regenerated."
+NOT_LATEST = "Only the latest reply in this channel can be regenerated."
+PRIVATE_FORGOTTEN = (
+    "Private replies aren't saved, and I no longer remember this one, so it can't be regenerated."
+)
 # How many recently finished generations (Stop) and private turns (Regenerate) the cog remembers.
 RECENT_LIMIT = 1024
 
@@ -438,23 +443,13 @@ class Chat(commands.Cog, name="Chat"):
         if button.reply_id is not None:
             request = await self._stored_request(interaction, button.reply_id)
             if request is None:
-                return await self._retire(
-                    interaction,
-                    button,
-                    "I no longer remember that reply (this conversation was reset), so it can't be regenerated.",
-                )
+                return await self._retire(interaction, button, FORGOTTEN)
             if await self.store.latest_id(request.channel_id) != button.reply_id:
-                return await self._retire(
-                    interaction, button, "Only the latest reply in this channel can be regenerated."
-                )
+                return await self._retire(interaction, button, NOT_LATEST)
         else:
             request = self._private.get(button.private_key or "")
             if request is None:
-                return await self._retire(
-                    interaction,
-                    button,
-                    "Private replies aren't saved, and I no longer remember this one, so it can't be regenerated.",
-                )
+                return await self._retire(interaction, button, PRIVATE_FORGOTTEN)
         await self._regenerate(interaction, button, request)
 
     async def _stored_request(
