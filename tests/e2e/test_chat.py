@@ -16,10 +16,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.app import Concord
-from bot.discordkit.live_reply import INCOMPLETE_NOTE, STOPPED_NOTE, WRITING_MARKER
+from bot.discordkit.live_reply import INCOMPLETE_NOTE, INTERRUPTED_NOTE, STOPPED_NOTE, WRITING_MARKER
 from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority
-from bot.store.models import GuildSettings, QuotaUsage
+from bot.store.models import ConversationMessage, GuildSettings, QuotaUsage
 from tests.e2e.harness import (
     REGENERATE_BUTTON,
     STOP_BUTTON,
@@ -418,6 +418,157 @@ async def test_regenerate_retries_the_last_turn(
     gateway.reply = "ok"
     await chat(discord_emu, world.member, world.general, "next")
     assert [m["content"] for m in sent_messages(gateway)][2] == "A better answer."
+
+
+# --- buttons after a restart ---------------------------------------------------------------------------
+
+
+def is_ephemeral(message: dict[str, Any]) -> bool:
+    return bool(int(message.get("flags") or 0) & 64)
+
+
+def all_disabled(message: dict[str, Any]) -> bool:
+    return all(c.get("disabled") for row in message["components"] for c in row["components"])
+
+
+async def test_regenerate_works_after_a_restart(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, tmp_path: Path
+) -> None:
+    settings = chat_settings(discord_emu, gateway, tmp_path)
+    async with running_bot(discord_emu, settings):
+        older = await chat(discord_emu, world.member, world.general, "remember the number 42")
+        gateway.reply = "First try."
+        itx = await chat(discord_emu, world.member, world.general, "what number?")
+    first_request = sent_messages(gateway)
+    regenerate = button_id(itx.original, REGENERATE_BUTTON)
+    assert regenerate is not None
+    assert re.fullmatch(rf"concord:chat:regen:{world.member.id}:\d+", regenerate)
+
+    gateway.reply = "It was 42."
+    async with running_bot(discord_emu, settings) as bot:  # same database file, a fresh bot
+        denied = await discord_emu.press_button(world.admin, itx.original, regenerate)
+        await denied.wait_for_response()
+        assert denied.ephemeral and "Only" in denied.original["content"]
+        assert len(gateway.requests_for("chat")) == 2
+
+        press = await discord_emu.press_button(world.member, itx.original, regenerate)
+        await press.wait_for(lambda i: bool(i.followups) and is_final(i.followups[-1]), timeout=8)
+        assert press.response_type == 7  # the old message's buttons change in the press's own response
+        assert all_disabled(itx.original)
+        assert press.followups[-1]["content"] == "It was 42."
+        assert not is_ephemeral(press.followups[-1])
+        assert len(gateway.requests_for("chat")) == 3
+        assert sent_messages(gateway) == first_request  # the same history, cut off at the same turn
+
+        async def stored_rows() -> list[ConversationMessage]:
+            async with bot.db_sessions() as session:
+                query = select(ConversationMessage).order_by(ConversationMessage.id)
+                return list((await session.scalars(query)).all())
+
+        shown_id = str(press.followups[-1]["id"])
+        deadline = time.monotonic() + 2  # the message ids are stored right after the final edit
+        while (stored := await stored_rows())[-1].discord_message_ids != [shown_id]:
+            assert time.monotonic() < deadline, stored[-1].discord_message_ids
+            await asyncio.sleep(0.01)
+        assert [m.content for m in stored] == [
+            "remember the number 42",
+            "Hello there, human.",
+            "what number?",
+            "It was 42.",
+        ]
+        async with bot.db_sessions() as session:
+            usage = (
+                await session.scalars(select(QuotaUsage).where(QuotaUsage.user_id == world.member.id))
+            ).all()
+        assert max(row.used for row in usage) == 3  # two turns and the regenerated one
+
+        # The new answer's own Regenerate names the same stored reply.
+        assert button_id(press.followups[-1], REGENERATE_BUTTON) == regenerate
+
+        # An older reply is not the latest turn any more: one sentence, and its button is disabled.
+        old = await discord_emu.press_button(
+            world.member, older.original, button_id(older.original, REGENERATE_BUTTON)
+        )
+        await old.wait_for_followup(count=1)
+        assert "latest" in old.followups[0]["content"] and is_ephemeral(old.followups[0])
+        assert all_disabled(older.original)
+        assert len(gateway.requests_for("chat")) == 3
+
+
+async def test_regenerate_after_a_reset_says_so(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, tmp_path: Path
+) -> None:
+    settings = chat_settings(discord_emu, gateway, tmp_path)
+    async with running_bot(discord_emu, settings):
+        itx = await chat(discord_emu, world.member, world.general, "hello")
+        private = await chat(discord_emu, world.member, world.general, "a secret", private=True)
+    async with running_bot(discord_emu, settings):
+        reset = await discord_emu.run_command(world.admin, "reset", channel=world.general)
+        await reset.wait_for_response()
+        press = await discord_emu.press_button(
+            world.member, itx.original, button_id(itx.original, REGENERATE_BUTTON)
+        )
+        await press.wait_for_followup(count=1)
+        [sentence] = press.followups
+        assert "reset" in sentence["content"] and is_ephemeral(sentence)
+        assert all_disabled(itx.original)
+
+        # A private reply was never stored, so after a restart its Regenerate can only say so.
+        assert private.ephemeral
+        regenerate = button_id(private.original, REGENERATE_BUTTON)
+        assert regenerate is not None and ":private-" in regenerate
+        again = await discord_emu.press_button(world.member, private.original, regenerate)
+        await again.wait_for_followup(count=1)
+        assert "Private replies" in again.followups[0]["content"] and is_ephemeral(again.followups[0])
+        assert all_disabled(private.original)
+    assert len(gateway.requests_for("chat")) == 2
+
+
+async def test_a_private_reply_can_be_regenerated_while_the_bot_runs(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    await chat(discord_emu, world.member, world.general, "public turn")
+    private = await chat(discord_emu, world.member, world.general, "just between us", private=True)
+    gateway.reply = "Another private answer."
+    press = await discord_emu.press_button(
+        world.member, private.original, button_id(private.original, REGENERATE_BUTTON)
+    )
+    await press.wait_for(lambda i: bool(i.followups) and is_final(i.followups[-1]), timeout=8)
+    assert press.followups[-1]["content"] == "Another private answer." and is_ephemeral(press.followups[-1])
+    regenerated = sent_messages(gateway)
+    assert regenerated == sent_messages(gateway, 1)  # the same context as the private turn itself
+    history = await discord_emu.run_command(world.member, "history", channel=world.general)
+    await history.wait_for_response()
+    assert "just between us" not in history.original["embeds"][0]["description"]
+
+
+async def test_stop_on_a_reply_cut_off_by_a_restart_says_it_is_finished(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, tmp_path: Path
+) -> None:
+    settings = chat_settings(discord_emu, gateway, tmp_path)
+    gateway.stream_chunks = ["Counting: one, ", "two, ", "three."]
+    gateway.hold = asyncio.Event()  # the stream stalls after its first chunk
+    async with running_bot(discord_emu, settings):
+        itx = await discord_emu.run_command(world.member, "chat", {"prompt": "count"}, channel=world.general)
+        await itx.wait_for(lambda i: button_id(i.original, STOP_BUTTON) is not None)
+    gateway.hold.set()  # the bot that was writing is gone
+    shown = itx.original["content"]
+    assert shown.endswith(WRITING_MARKER)
+    stop = button_id(itx.original, STOP_BUTTON)
+
+    async with running_bot(discord_emu, settings):
+        intruder = await discord_emu.press_button(world.admin, itx.original, stop)
+        await intruder.wait_for_response()
+        assert intruder.ephemeral and "Only" in intruder.original["content"]
+
+        press = await discord_emu.press_button(world.member, itx.original, stop)
+        await press.wait_for_followup(count=1)
+        assert press.response_type == 7
+        [sentence] = press.followups
+        assert "already finished" in sentence["content"] and is_ephemeral(sentence)
+        assert custom_ids(itx.original) == []  # the stale button is gone
+        assert itx.original["content"] == shown.removesuffix(WRITING_MARKER) + INTERRUPTED_NOTE
+    assert len(gateway.requests_for("chat")) == 1
 
 
 # --- concurrency and limits ---------------------------------------------------------------------------
