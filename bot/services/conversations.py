@@ -8,13 +8,13 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.providers.types import ChatMessage
+from bot.store.engine import upsert_insert
 from bot.store.models import Conversation, ConversationMessage
 
 BudgetUnit = Literal["tokens", "chars"]
@@ -167,13 +167,8 @@ class ConversationStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    @staticmethod
-    def _insert(session: AsyncSession) -> Any:
-        name = session.get_bind().dialect.name
-        return postgresql.insert if name == "postgresql" else sqlite.insert
-
     async def _conversation_id(self, session: AsyncSession, channel_id: int, guild_id: int | None) -> int:
-        insert = self._insert(session)
+        insert = upsert_insert(session)
         await session.execute(
             insert(Conversation)
             .values(channel_id=channel_id, guild_id=guild_id)

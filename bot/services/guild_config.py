@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import FeatureUnavailable, InvalidInput
 from bot.services.quotas import PLANS
+from bot.store.engine import upsert_insert
 from bot.store.models import ChannelSettings, ConfigAudit, GuildSettings
 
 # Capabilities a guild can switch off; each capability cog checks its own name.
@@ -247,14 +247,10 @@ class GuildConfigService:
 
     # --- writes --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _insert(session: AsyncSession) -> Any:
-        return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
     async def _guild_row(self, session: AsyncSession, guild_id: int) -> GuildSettings:
         # Insert-if-missing first: the transaction starts with a write, so SQLite takes the write lock
         # before we read the old value (no read-then-upgrade deadlock, and the audit's "old" is exact).
-        insert = self._insert(session)
+        insert = upsert_insert(session)
         await session.execute(
             insert(GuildSettings)
             .values(
@@ -270,7 +266,7 @@ class GuildConfigService:
         return row
 
     async def _channel_row(self, session: AsyncSession, guild_id: int, channel_id: int) -> ChannelSettings:
-        insert = self._insert(session)
+        insert = upsert_insert(session)
         await session.execute(
             insert(ChannelSettings)
             .values(channel_id=channel_id, guild_id=guild_id)

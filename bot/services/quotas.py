@@ -12,10 +12,10 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
+from bot.store.engine import upsert_insert
 from bot.store.models import GuildSettings, QuotaUsage
 
 log = logging.getLogger(__name__)
@@ -290,15 +290,6 @@ class WindowCounter:
         self.sessions = sessions
         self.clock = clock
 
-    @staticmethod
-    def _insert(session: AsyncSession) -> Any:
-        name = session.get_bind().dialect.name
-        if name == "postgresql":
-            return postgresql.insert
-        if name == "sqlite":
-            return sqlite.insert
-        raise RuntimeError(f"Quotas need SQLite or PostgreSQL, not {name}")
-
     async def take(self, subject_id: int, feature: str, caps: Limits, units: int = 1) -> Grant | Denial:
         now = self.clock()
         capped = [(w, caps[w]) for w in Window if caps.get(w) is not None]
@@ -309,7 +300,7 @@ class WindowCounter:
                 return Denial(window, cap, window_start(window, now) + WINDOW_SECONDS[window])
         taken: list[TakenWindow] = []
         async with self.sessions() as session:
-            insert = self._insert(session)
+            insert = upsert_insert(session)
             for window, cap in capped:  # always minute, hour, day: one lock order, no deadlocks
                 assert cap is not None
                 start = window_start(window, now)

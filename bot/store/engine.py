@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -44,3 +45,13 @@ async def ping(engine: AsyncEngine) -> float:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
     return (time.perf_counter() - started) * 1000
+
+
+def upsert_insert(session: AsyncSession) -> Any:
+    """The dialect's `insert` construct, which has `on_conflict_do_update/nothing` (SQLite and PostgreSQL)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise RuntimeError(f"Concord's store needs SQLite or PostgreSQL, not {name}")
