@@ -161,8 +161,11 @@ class Chat(commands.Cog, name="Chat"):
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(StopButton, RegenerateButton)
         await self.catalog.close()
-        for task in list(self._background):
+        background = list(self._background)
+        for task in background:
             task.cancel()
+        # Let them unwind (closing their database sessions) before the engine is disposed.
+        await asyncio.gather(*background, return_exceptions=True)
 
     async def _fetch_models(self, kind: ModelKind) -> list[ModelInfo]:
         if self.bot.providers is None:
