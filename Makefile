@@ -3,9 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg libopus0 postgresql
 
-.PHONY: run test lint demo migrate doctor commands sync bench sysdeps clean
+.PHONY: run test lint demo migrate doctor commands sync bench sysdeps testdeps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Concord needs Python 3.11 or newer; set PYTHON=/path/to/python3.11."; exit 1; }
@@ -14,22 +13,33 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# FFmpeg and libopus are needed for voice (/tts); the PostgreSQL server for the tests of the
-# multi-process path. Installed with apt-get when we are root on Debian/Ubuntu; otherwise we
-# name what is missing and go on.
-sysdeps:
+# System packages, installed with apt-get when we are root on Debian/Ubuntu; otherwise we name
+# what is missing and go on. FFmpeg and libopus play /tts in voice channels; the PostgreSQL server
+# is only for the tests of the multi-process path.
+define ensure_packages
 	@missing=""; \
-	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
-	ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || missing="$$missing libopus0"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	for check in $(1); do \
+	  package=$${check%%:*}; probe=$${check#*:}; \
+	  sh -c "$$probe" >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing system packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "Missing system packages:$$missing (install them: sudo apt-get install$$missing)."; \
 	  fi; \
 	fi
+endef
+
+VOICE_PACKAGES := 'ffmpeg:command -v ffmpeg' 'libopus0:ldconfig -p | grep -q libopus.so.0'
+TEST_PACKAGES := 'postgresql:ls /usr/lib/postgresql/*/bin/initdb || command -v initdb'
+
+sysdeps:
+	$(call ensure_packages,$(VOICE_PACKAGES))
+
+testdeps: sysdeps
+	$(call ensure_packages,$(TEST_PACKAGES))
 
 run: $(STAMP) sysdeps
 	$(PY) -m bot run
@@ -51,7 +61,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check bot cogs tests migrations bench
 	$(PY) -m mypy
 
-test: $(STAMP) sysdeps lint
+test: $(STAMP) testdeps lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP) sysdeps
