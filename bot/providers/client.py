@@ -376,11 +376,7 @@ class ProviderClient:
             (C.IMAGE_GENERATIONS,), None, lambda p: profiles.generations_body(p.profile, request)
         )
 
-        async def call(p: _Provider, body: dict[str, Any], budget: float) -> ImageSet:
-            limit = p.config.max_json_bytes + p.config.max_image_bytes * request.n * 4 // 3
-            response = await self._send(p, C.IMAGE_GENERATIONS, json=body, limit=limit, budget=budget)
-            return parsing.parse_image_set(response.json(), p.name, request.model)
-
+        call = self._image_set_call(C.IMAGE_GENERATIONS, request.n, request.model)
         return await self._failover("image_generations", plans, call, idempotent=False)
 
     async def flux(self, request: FluxRequest) -> ImageSet:
@@ -388,12 +384,20 @@ class ProviderClient:
         body = profiles.flux_body(request)
         plans = self._plan((C.FLUX,), None, lambda p: body)
 
-        async def call(p: _Provider, body: dict[str, Any], budget: float) -> ImageSet:
-            limit = p.config.max_json_bytes + p.config.max_image_bytes * request.n * 4 // 3
-            response = await self._send(p, C.FLUX, json=body, limit=limit, budget=budget)
-            return parsing.parse_image_set(response.json(), p.name, request.model)
-
+        call = self._image_set_call(C.FLUX, request.n, request.model)
         return await self._failover("flux", plans, call, idempotent=False)
+
+    def _image_set_call(
+        self, capability: Capability, n: int, model: str | None
+    ) -> Callable[[_Provider, dict[str, Any], float], Awaitable[ImageSet]]:
+        """One POST answered with `{data: [{url | b64_json}]}`; the body cap allows n base64 images."""
+
+        async def call(p: _Provider, body: dict[str, Any], budget: float) -> ImageSet:
+            limit = p.config.max_json_bytes + p.config.max_image_bytes * n * 4 // 3
+            response = await self._send(p, capability, json=body, limit=limit, budget=budget)
+            return parsing.parse_image_set(response.json(), p.name, model)
+
+        return call
 
     # --- vision -------------------------------------------------------------------------------------
 
