@@ -19,6 +19,7 @@ from bot.discordkit.tree import explain
 STOP_PREFIX = "concord:chat:stop"
 REGENERATE_PREFIX = "concord:chat:regen"
 COG_NAME = "Chat"
+CHAT_UNAVAILABLE = "Chat is not available right now; try again in a moment."
 _KEY = r"[0-9a-f]{1,16}\.[0-9]{1,12}"
 
 
@@ -85,7 +86,8 @@ class StopButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         handler = _handler(interaction)
-        if handler is None:
+        if handler is None:  # the chat cog is unloaded (e.g. mid-reload): still answer the press
+            await reply(interaction, CHAT_UNAVAILABLE, ephemeral=True)
             return
         try:
             await handler.stop_pressed(interaction, self)
@@ -135,7 +137,8 @@ class RegenerateButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         handler = _handler(interaction)
-        if handler is None:
+        if handler is None:  # the chat cog is unloaded (e.g. mid-reload): still answer the press
+            await reply(interaction, CHAT_UNAVAILABLE, ephemeral=True)
             return
         try:
             await handler.regenerate_pressed(interaction, self)
