@@ -61,7 +61,7 @@ class Concord(commands.AutoShardedBot):
         http_session: aiohttp.ClientSession,
         db_engine: AsyncEngine,
         db_sessions: async_sessionmaker[AsyncSession],
-        providers: ProviderClient | None,
+        providers: ProviderClient,
         extensions: tuple[str, ...] = EXTENSIONS,
     ) -> None:
         super().__init__(

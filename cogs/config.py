@@ -143,8 +143,6 @@ class Config(
         return True
 
     async def _fetch_models(self, kind: ModelKind) -> list[Any]:
-        if self.bot.providers is None:
-            return []
         return list(await self.bot.providers.list_models(kind))
 
     async def known_models(self, setting: str) -> list[str]:
@@ -152,8 +150,6 @@ class Config(
             return list(VOICES)
         names: list[str] = []
         for kind in LIST_KINDS[setting]:
-            if self.bot.providers is None:
-                break
             try:
                 names.extend(m.id for m in await self.bot.providers.list_models(kind))
             except (CapabilityUnavailable, ProviderUnavailable):

@@ -120,8 +120,6 @@ class Owner(
     async def provider_usage(self) -> list[tuple[str, str, bool]]:
         """`/check?key=` for every provider whose profile supports it and that has a key."""
         providers = self.bot.providers
-        if providers is None:
-            return []
         fields = []
         for config in providers.providers:
             if Capability.CHECK not in providers.capabilities(config.name) or config.api_key is None:

@@ -168,8 +168,6 @@ class Chat(commands.Cog, name="Chat"):
         await asyncio.gather(*background, return_exceptions=True)
 
     async def _fetch_models(self, kind: ModelKind) -> list[ModelInfo]:
-        if self.bot.providers is None:
-            return []
         return await self.bot.providers.list_models(kind)
 
     # --- checks ---------------------------------------------------------------------------------------
@@ -260,8 +258,6 @@ class Chat(commands.Cog, name="Chat"):
         model: str | None,
         first_shown: asyncio.Event,
     ) -> None:
-        if self.bot.providers is None:
-            raise FeatureUnavailable("No AI provider is configured, so chat is unavailable.")
         author = request.author
         prompt = Turn(
             role="user",
@@ -730,8 +726,6 @@ class Chat(commands.Cog, name="Chat"):
         name="models", description="List the chat models the configured AI providers offer."
     )
     async def models(self, interaction: discord.Interaction[Concord]) -> None:
-        if self.bot.providers is None:
-            raise FeatureUnavailable("No AI provider is configured.")
         await interaction.response.defer(thinking=True, ephemeral=True)
         found = await self.bot.providers.list_models("chat")
         self.catalog.prime("chat", found)

@@ -155,3 +155,12 @@ async def test_a_broken_extension_does_not_stop_the_others(
         await itx.wait_for_response(timeout=5)
         assert itx.original["content"].startswith("Pong!")
     assert any("broken_cog failed to load" in r.getMessage() for r in caplog.records)
+
+
+async def test_chat_without_any_provider_says_so_in_one_sentence(
+    discord_emu: DiscordEmulator, world: World, concord: Concord
+) -> None:
+    itx = await discord_emu.run_command(world.member, "chat", {"prompt": "hello?"}, channel=world.general)
+    await itx.wait_for(lambda handle: bool(handle.original and handle.original["content"]), timeout=5)
+    assert itx.original["content"].startswith("No configured AI provider offers chat")
+    assert "Traceback" not in itx.original["content"]
