@@ -43,15 +43,27 @@ def describe_error(error: app_commands.AppCommandError) -> str | None:
     return None
 
 
+def describe_discord_error(error: BaseException) -> str | None:
+    """Discord refusing or failing a call the bot made: expected now and then, explained, not a bug."""
+    if isinstance(error, discord.Forbidden):
+        return "Discord refused that: I'm missing a permission here."
+    if isinstance(error, discord.DiscordServerError):
+        return "Discord is having trouble right now; please try again in a moment."
+    return None
+
+
 def explain(error: BaseException, *, where: str) -> str:
     """The one sentence a user sees for `error`, from a command, a button, a form or a chat message.
 
     Anything unexpected is logged with a correlation id, and the user sees only that id.
     """
+    original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     if isinstance(error, app_commands.AppCommandError):
         known = describe_error(error)
     else:
         known = error.user_message if isinstance(error, ConcordError) else None
+    if known is None and (known := describe_discord_error(original)) is not None:
+        log.warning("%s: %s", where, original)
     if known is not None:
         return known
     correlation_id = secrets.token_hex(4)

@@ -629,7 +629,24 @@ class Chat(commands.Cog, name="Chat"):
         except Exception as exc:
             await self._reply_text(message, explain(exc, where=f"Chat reply to message {message.id}"))
 
+    @staticmethod
+    def _may_reply_in(message: discord.Message) -> bool:
+        """Whether the bot may post its reply here; if not, answering would only waste a provider call."""
+        if message.guild is None:
+            return True
+        permissions = message.channel.permissions_for(message.guild.me)
+        in_thread = isinstance(message.channel, discord.Thread)
+        may_send = permissions.send_messages_in_threads if in_thread else permissions.send_messages
+        return may_send and permissions.read_message_history  # a reply needs to see the message it quotes
+
     async def _answer_message(self, message: discord.Message) -> None:
+        if not self._may_reply_in(message):
+            log.info(
+                "Not answering message %s: no permission to reply in channel %s",
+                message.id,
+                message.channel.id,
+            )
+            return
         guild_id = message.guild.id if message.guild else None
         settings = await self._channel_settings(guild_id, message.channel)
         if not settings.answers_mentions:
