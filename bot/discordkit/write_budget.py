@@ -5,8 +5,9 @@ the sixth with a 429; discord.py also waits on its own once a response says no w
 never lets it come to that: all writes to a channel (streamed chat replies, other cogs' progress embeds)
 go through this scheduler, which keeps at most `limit` writes in any `window` seconds (fewer than Discord
 allows, over a longer window, so network jitter cannot push a burst over). Interim edits are coalesced
-(only the latest text of a message is worth sending) and may not use the last `reserve` slots, so the
-write that finishes a reply goes out at once even while other messages share the channel.
+(only the latest text of a message is worth sending), paced at most one per `window / limit` seconds,
+and may not use the last `reserve` slots, so a new message appears promptly and the write that finishes
+a reply goes out at once even while other messages share the channel.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class _Write:
 class _Channel:
     pending: list[_Write] = field(default_factory=list)
     started: deque[float] = field(default_factory=deque)
+    last_progress: float = float("-inf")
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
 
@@ -140,6 +142,11 @@ class ChannelWriteBudget:
         """Submit and wait for the result."""
         return await self.submit(channel_id, op, priority=priority, key=key)
 
+    @property
+    def progress_spacing(self) -> float:
+        """Least time between two interim edits in one channel: the budget spread evenly."""
+        return self.window / self.limit
+
     def capacity(self, priority: Priority) -> int:
         return self.limit if priority == Priority.FINAL else self.limit - self.reserve
 
@@ -192,6 +199,13 @@ class ChannelWriteBudget:
                 free_at = channel.started[len(channel.started) - capacity] + self.window
                 await self._wait(channel, free_at - now)
                 continue
+            if item.priority == Priority.PROGRESS and now < channel.last_progress + self.progress_spacing:
+                # Interim edits are paced, never bursted: a burst of them would use up the window and
+                # leave a reply's first message (or another cog's) waiting for seconds.
+                await self._wait(channel, channel.last_progress + self.progress_spacing - now)
+                continue
+            if item.priority == Priority.PROGRESS:
+                channel.last_progress = now
             channel.pending.remove(item)
             if item.future.cancelled():
                 continue

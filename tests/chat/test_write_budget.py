@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -194,3 +195,18 @@ async def test_cancelled_write_uses_no_slot(clock: FakeClock, budget: ChannelWri
 def test_rejects_a_budget_without_room() -> None:
     with pytest.raises(ValueError):
         ChannelWriteBudget(limit=2, reserve=2)
+
+
+async def test_a_burst_of_interim_edits_cannot_delay_a_new_message(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    budget.submit(1, rec.op("progress message"))  # another cog's progress message appears...
+    for step in range(10):  # ...and is edited as fast as that cog likes
+        budget.submit(1, rec.op(f"bar {step}"), priority=Priority.PROGRESS, key="bar")
+        await clock.advance(0.05)
+    budget.submit(1, rec.op("reply shown"))  # a chat reply's first message
+    await settle()
+    assert ("reply shown" in [label for _, label in rec.log]) and clock.now <= 0.5
+    interim = [t for t, label in rec.log if label.startswith("bar ")]
+    assert all(b - a >= budget.window / budget.limit - 1e-9 for a, b in itertools.pairwise(interim))
