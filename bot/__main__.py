@@ -80,12 +80,20 @@ async def doctor(settings: Settings) -> int:
 
 
 async def describe_commands(settings: Settings) -> list[dict[str, object]]:
-    """The slash-command tree as Discord would receive it, without connecting anywhere."""
-    async with open_resources(settings) as resources:
+    """The slash-command tree as Discord would receive it, without connecting anywhere.
+
+    Cogs load as they would at start, so side effects are switched off: no HTTP endpoint, no providers.
+    """
+    quiet = settings.model_copy(update={"http_port": None, "providers_file": None})
+    async with open_resources(quiet) as resources:
         bot = Concord.from_resources(resources)
-        await bot.load_extensions()
-        tree = bot.tree
-        return [command.to_dict(tree) for command in tree.get_commands()]
+        try:
+            await bot.load_extensions()
+            tree = bot.tree
+            return [command.to_dict(tree) for command in tree.get_commands()]
+        finally:
+            for extension in list(bot.extensions):  # runs each cog's cog_unload (the bot never started)
+                await bot.unload_extension(extension)
 
 
 async def sync(settings: Settings, guild_id: int | None) -> None:

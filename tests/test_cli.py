@@ -80,13 +80,21 @@ async def test_run_with_a_rejected_token_exits_cleanly(tmp_path: Path) -> None:
 
 
 async def test_commands_json_prints_the_tree_without_connecting(tmp_path: Path) -> None:
-    code, stdout, stderr = await run_cli(tmp_path, "commands", "--json")
+    # An operator's .env may enable the HTTP endpoint and providers; describing commands starts neither.
+    providers_file = tmp_path / "providers.toml"
+    providers_file.write_text(
+        '[[provider]]\nname = "x"\nprofile = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
+    code, stdout, stderr = await run_cli(
+        tmp_path, "commands", "--json", HTTP_PORT="1", PROVIDERS_FILE=str(providers_file)
+    )
     assert code == 0, stderr
     commands = {command["name"]: command for command in json.loads(stdout)}
     assert {"help", "ping"} <= set(commands)
     assert commands["ping"]["description"] == "Show the bot's gateway and database latency."
     assert sorted(commands["ping"]["contexts"]) == [0, 1, 2]
     assert not (tmp_path / "cli.db").exists()  # describing commands touches no database
+    assert "Traceback" not in stderr and "HTTP endpoint listening" not in stderr
 
 
 async def test_migrate_creates_the_database(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ class Chat(commands.Cog, name="Chat"):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(StopButton, RegenerateButton)
-        if self.bot.providers is not None:
+        if self.bot.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
 
     async def cog_unload(self) -> None:
