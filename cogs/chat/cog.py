@@ -222,6 +222,11 @@ class Chat(commands.Cog, name="Chat"):
         self._check_enabled(settings)  # already checked on the way in; Regenerate may come after a change
         model = request.model or settings.model or self.settings.chat_default_model
         async with self.gate.turn(request.channel_id):
+            if request.replaces is not None and (
+                await self.store.latest_id(request.channel_id) != request.replaces[1]
+            ):
+                # Checked again now that it is this turn's go: another turn may have finished meanwhile.
+                raise InvalidInput(NOT_LATEST)
             first_shown = asyncio.Event()
             typing = self._start_typing(request.typing_channel, first_shown)
             try:

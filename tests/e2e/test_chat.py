@@ -420,6 +420,27 @@ async def test_regenerate_retries_the_last_turn(
     assert [m["content"] for m in sent_messages(gateway)][2] == "A better answer."
 
 
+async def test_regenerate_queued_behind_a_newer_turn_says_it_is_no_longer_the_latest(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    first = await chat(discord_emu, world.member, world.general, "first")
+    gateway.hold = asyncio.Event()  # the next turn stalls after its first chunk, holding the channel
+    me = discord_emu.bot_user.id
+    await discord_emu.send_message(world.member, world.general, f"<@{me}> second")
+    await until(lambda: len(gateway.requests_for("chat")) == 2)
+    # Pressed while "second" is being written: at that moment "first" is still the latest stored turn.
+    press = await discord_emu.press_button(
+        world.member, first.original, button_id(first.original, REGENERATE_BUTTON)
+    )
+    await press.wait_for_response()
+    gateway.hold.set()
+    await press.wait_for(lambda i: bool(i.followups), timeout=8)
+    assert press.followups[-1]["content"] == "Only the latest reply in this channel can be regenerated."
+    assert is_ephemeral(press.followups[-1])
+    assert len(gateway.requests_for("chat")) == 2  # the stale regenerate never reached the provider
+    assert first.original["content"] == "Hello there, human."
+
+
 # --- buttons after a restart ---------------------------------------------------------------------------
 
 
