@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import discord
@@ -50,6 +51,22 @@ async def _owner_only(interaction: discord.Interaction[Any], owner_id: int) -> b
     return False
 
 
+async def _press(
+    interaction: discord.Interaction[Any],
+    custom_id: str,
+    action: Callable[[ChatButtonHandler], Awaitable[None]],
+) -> None:
+    """Hand a press to the Chat cog; whatever happens, the presser gets an answer."""
+    handler = _handler(interaction)
+    if handler is None:  # the chat cog is unloaded (e.g. mid-reload): still answer the press
+        await reply(interaction, CHAT_UNAVAILABLE, ephemeral=True)
+        return
+    try:
+        await action(handler)
+    except Exception as exc:
+        await _explain_failure(interaction, exc, custom_id)
+
+
 async def _explain_failure(interaction: discord.Interaction[Any], error: Exception, custom_id: str) -> None:
     # discord.py only logs what a dynamic item's callback raises; the user gets one sentence instead.
     message = explain(error, where=f"Chat button {custom_id} (user {interaction.user.id})")
@@ -85,14 +102,7 @@ class StopButton(
         return await _owner_only(interaction, self.owner_id)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler = _handler(interaction)
-        if handler is None:  # the chat cog is unloaded (e.g. mid-reload): still answer the press
-            await reply(interaction, CHAT_UNAVAILABLE, ephemeral=True)
-            return
-        try:
-            await handler.stop_pressed(interaction, self)
-        except Exception as exc:
-            await _explain_failure(interaction, exc, self.custom_id)
+        await _press(interaction, self.custom_id, lambda handler: handler.stop_pressed(interaction, self))
 
 
 class RegenerateButton(
@@ -136,14 +146,9 @@ class RegenerateButton(
         return await _owner_only(interaction, self.owner_id)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler = _handler(interaction)
-        if handler is None:  # the chat cog is unloaded (e.g. mid-reload): still answer the press
-            await reply(interaction, CHAT_UNAVAILABLE, ephemeral=True)
-            return
-        try:
-            await handler.regenerate_pressed(interaction, self)
-        except Exception as exc:
-            await _explain_failure(interaction, exc, self.custom_id)
+        await _press(
+            interaction, self.custom_id, lambda handler: handler.regenerate_pressed(interaction, self)
+        )
 
     def disable(self) -> None:
         self.item.disabled = True
