@@ -99,12 +99,17 @@ def sqlite_url(folder: Path) -> str:
     return f"sqlite+aiosqlite:///{folder / 'concord.db'}"
 
 
-def write_providers_file(folder: Path, gateways: Sequence[GatewayEmulator]) -> Path:
-    """A providers.toml listing the given gateway emulators in priority order (no keys needed)."""
+def write_providers_file(
+    folder: Path, gateways: Sequence[GatewayEmulator], *, name: str | None = None, **options: float
+) -> Path:
+    """A providers.toml listing the gateway emulators in priority order (no keys needed). `name` names a
+    single provider (else `<profile>-<n>`); `options` (timeouts, retries) apply to every provider."""
+    assert name is None or len(gateways) == 1
     path = folder / "providers.toml"
+    settings = "".join(f"{key} = {value}\n" for key, value in options.items())
     tables = [
-        f'[[provider]]\nname = "{gateway.profile}-{index}"\nprofile = "{gateway.profile}"\n'
-        f'base_url = "{gateway.base_url}"\n'
+        f'[[provider]]\nname = "{name or f"{gateway.profile}-{index}"}"\nprofile = "{gateway.profile}"\n'
+        f'base_url = "{gateway.base_url}"\n{settings}'
         for index, gateway in enumerate(gateways, start=1)
     ]
     path.write_text("\n".join(tables))
@@ -118,17 +123,9 @@ Json = dict[str, Any]
 
 def providers_toml(gateway: GatewayEmulator, folder: Path) -> Path:
     """A providers.toml with one OpenAI-profile gateway that fails fast (no retries, short timeouts)."""
-    path = folder / "providers.toml"
-    path.write_text(
-        "[[provider]]\n"
-        'name = "emu"\n'
-        'profile = "openai"\n'
-        f'base_url = "{gateway.base_url}"\n'
-        "first_byte_timeout = 5\n"
-        "idle_timeout = 5\n"
-        "retries = 0\n"
+    return write_providers_file(
+        folder, [gateway], name="emu", first_byte_timeout=5, idle_timeout=5, retries=0
     )
-    return path
 
 
 def chat_settings(emu: DiscordEmulator, gateway: GatewayEmulator, folder: Path, **overrides: Any) -> Any:
