@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
 from bot.discordkit.write_budget import ChannelWriteBudget
+from bot.http_api import SendDataServer
+from bot.services.api_keys import ApiKeyService
+from bot.services.conversations import ConversationStore
+from bot.services.guild_config import GuildConfigService
+from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
+from bot.services.send_audit import SendAuditLog
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
@@ -82,9 +88,18 @@ class Concord(commands.AutoShardedBot):
         self.db_engine = db_engine
         self.db_sessions = db_sessions
         self.providers = providers
+        # The shared services, built once here; cogs reach them as `self.bot.<name>` and build none.
         # Every write the bot makes in a channel goes through one budget, whichever cog makes it.
         self.write_budget = ChannelWriteBudget()
         self.quotas = QuotaService(db_sessions)
+        self.guild_config = GuildConfigService(db_sessions)
+        self.conversations = ConversationStore(db_sessions)
+        self.api_keys = ApiKeyService(db_sessions)
+        self.send_audit = SendAuditLog(db_sessions)
+        # One catalog of every kind of model the providers offer; autocomplete answers from it.
+        self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
+        # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
+        self.http_server: SendDataServer | None = None
         self.extensions_to_load = extensions
         self.failed_extensions: dict[str, str] = {}
 
@@ -109,6 +124,16 @@ class Concord(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         await self.load_extensions()
+        if self.providers.providers:  # nothing to ask when no provider is configured
+            self.catalog.refresh_soon("chat")
+        if self.settings.http_port is not None:
+            self.http_server = SendDataServer(
+                self,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                rate_per_minute=self.settings.send_data_rate_limit,
+            )
+            await self.http_server.start()
         if self.settings.dev_guild_id:
             guild = discord.Object(self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -122,7 +147,11 @@ class Concord(commands.AutoShardedBot):
         return await super().is_owner(user)
 
     async def close(self) -> None:
+        if self.http_server is not None:
+            await self.http_server.close()
+            self.http_server = None
         await super().close()
+        await self.catalog.close()
         await self.write_budget.close()
 
     async def on_ready(self) -> None:

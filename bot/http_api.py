@@ -12,9 +12,8 @@ import discord
 from aiohttp import web
 
 from bot.discordkit.embeds import message_kwargs
-from bot.services.api_keys import ApiKeyService, KeyInfo
+from bot.services.api_keys import KeyInfo
 from bot.services.quotas import Denial, Window, WindowCounter
-from bot.services.send_audit import SendAuditLog
 from bot.services.send_data import SendDataInvalid, parse_payload
 from bot.store.engine import ping as ping_database
 
@@ -68,8 +67,8 @@ class SendDataServer:
         self.host = host
         self.requested_port = port
         self.rate_per_minute = rate_per_minute
-        self.keys = ApiKeyService(bot.db_sessions)
-        self.audit = SendAuditLog(bot.db_sessions)
+        self.keys = bot.api_keys
+        self.audit = bot.send_audit
         self.rate = WindowCounter(bot.db_sessions)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_post("/send-data", self.send_data)

@@ -18,9 +18,8 @@ from bot.errors import InvalidInput
 from bot.providers.errors import CapabilityUnavailable, ProviderUnavailable
 from bot.providers.profiles import VOICES
 from bot.providers.types import ModelKind
-from bot.services.api_keys import ApiKeyService
-from bot.services.guild_config import CAPABILITIES, GuildConfig, GuildConfigService
-from bot.services.model_catalog import ModelCatalog, fuzzy_matches
+from bot.services.guild_config import CAPABILITIES, GuildConfig
+from bot.services.model_catalog import fuzzy_matches
 from bot.services.quotas import FREE_PLAN, parse_custom_limits
 
 if TYPE_CHECKING:
@@ -130,20 +129,14 @@ class Config(
 
     def __init__(self, bot: Concord) -> None:
         self.bot = bot
-        self.config = GuildConfigService(bot.db_sessions)
-        self.keys = ApiKeyService(bot.db_sessions)
-        self.catalog = ModelCatalog(self._fetch_models)
+        self.config = bot.guild_config
+        self.keys = bot.api_keys
+        self.catalog = bot.catalog
         super().__init__()
-
-    async def cog_unload(self) -> None:
-        await self.catalog.close()
 
     async def interaction_check(self, interaction: discord.Interaction[Concord], /) -> bool:  # type: ignore[override]
         require_manage_guild(interaction)
         return True
-
-    async def _fetch_models(self, kind: ModelKind) -> list[Any]:
-        return list(await self.bot.providers.list_models(kind))
 
     async def known_models(self, setting: str) -> list[str]:
         if setting == "tts":

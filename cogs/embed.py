@@ -1,4 +1,4 @@
-"""/embed send: admins post a send-data message; this cog also runs the optional HTTP endpoint."""
+"""/embed send: admins post a send-data message to a channel of their server."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from bot.discordkit.checks import require_manage_guild, server_only
 from bot.discordkit.embeds import message_kwargs
 from bot.discordkit.responses import reply
 from bot.errors import ConcordError
-from bot.http_api import SendDataServer
-from bot.services.send_audit import SendAuditLog
 from bot.services.send_data import SendDataInvalid, parse_payload_text
 
 if TYPE_CHECKING:
@@ -30,26 +28,8 @@ class Embed(commands.GroupCog, name="Embeds", group_name="embed", group_descript
 
     def __init__(self, bot: Concord) -> None:
         self.bot = bot
-        self.audit = SendAuditLog(bot.db_sessions)
-        self.server: SendDataServer | None = None
+        self.audit = bot.send_audit
         super().__init__()
-
-    async def cog_load(self) -> None:
-        settings = self.bot.settings
-        if settings.http_port is None:
-            return
-        self.server = SendDataServer(
-            self.bot,
-            host=settings.http_host,
-            port=settings.http_port,
-            rate_per_minute=settings.send_data_rate_limit,
-        )
-        await self.server.start()
-
-    async def cog_unload(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
 
     async def interaction_check(self, interaction: discord.Interaction[Concord], /) -> bool:  # type: ignore[override]
         require_manage_guild(interaction)

@@ -31,18 +31,16 @@ from bot.discordkit.live_reply import (
 from bot.discordkit.tree import explain
 from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
-from bot.providers.types import ChatRequest, ModelInfo, ModelKind, StreamEnd
+from bot.providers.types import ChatRequest, StreamEnd
 from bot.services.conversations import (
     BudgetUnit,
-    ConversationStore,
     Turn,
     build_context,
     clean_display_name,
     render_transcript,
 )
-from bot.services.guild_config import ChannelChatSettings, GuildConfigService
-from bot.services.model_catalog import ModelCatalog
-from bot.services.quotas import QuotaService, Reservation, chat_feature_for
+from bot.services.guild_config import ChannelChatSettings
+from bot.services.quotas import Reservation, chat_feature_for
 from bot.services.turn_gate import TurnGate
 from cogs.chat.views import RegenerateButton, StopButton, buttons
 
@@ -133,12 +131,12 @@ class Chat(commands.Cog, name="Chat"):
         self.bot = bot
         settings = bot.settings
         self.settings = settings
-        self.store = ConversationStore(bot.db_sessions)
-        self.guild_config = GuildConfigService(bot.db_sessions)
-        self.quotas: QuotaService = bot.quotas
+        self.store = bot.conversations
+        self.guild_config = bot.guild_config
+        self.quotas = bot.quotas
         self.budget = bot.write_budget
         self.gate = TurnGate(settings.chat_max_concurrency, settings.chat_busy_wait)
-        self.catalog = ModelCatalog(self._fetch_models, fallback=[settings.chat_default_model or ""])
+        self.catalog = bot.catalog
         self._mention = re.compile(r"<@!?(\d+)>")
         self._background: set[asyncio.Task[Any]] = set()
         # Button state. Keys are "<run>.<n>": `run` is random per cog instance, so a key on a message
@@ -155,20 +153,14 @@ class Chat(commands.Cog, name="Chat"):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(StopButton, RegenerateButton)
-        if self.bot.providers.providers:  # nothing to ask when no provider is configured
-            self.catalog.refresh_soon("chat")
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(StopButton, RegenerateButton)
-        await self.catalog.close()
         background = list(self._background)
         for task in background:
             task.cancel()
         # Let them unwind (closing their database sessions) before the engine is disposed.
         await asyncio.gather(*background, return_exceptions=True)
-
-    async def _fetch_models(self, kind: ModelKind) -> list[ModelInfo]:
-        return await self.bot.providers.list_models(kind)
 
     # --- checks ---------------------------------------------------------------------------------------
 

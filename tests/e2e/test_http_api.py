@@ -51,9 +51,8 @@ async def endpoint(discord_emu: DiscordEmulator, world: World, tmp_path: Path) -
         discord_emu, sqlite_url(tmp_path), http_port=0, http_host="127.0.0.1", send_data_rate_limit=RATE_LIMIT
     )
     async with running_bot(discord_emu, settings) as bot:
-        cog = bot.get_cog("Embeds")
-        assert cog is not None and cog.server is not None  # type: ignore[attr-defined]
-        port = cog.server.port  # type: ignore[attr-defined]
+        assert bot.http_server is not None
+        port = bot.http_server.port
         created = await ApiKeyService(bot.db_sessions).create(world.guild.id, "ci", world.admin.id)
         async with aiohttp.ClientSession() as http:
             yield Endpoint(bot, f"http://127.0.0.1:{port}", created.key, http, other_channel)
