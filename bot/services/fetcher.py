@@ -465,6 +465,8 @@ class GuardedFetcher:
                     raise FetchRefused(ADDRESS_REFUSED) from None
                 log.info("fetch: could not connect: %s", type(exc).__name__)
                 raise FetchRefused("The file's server could not be reached.") from None
+            except aiohttp.ServerTimeoutError:
+                raise FetchRefused("The file's server did not answer in time.") from None
             except aiohttp.InvalidURL:
                 raise FetchRefused(ADDRESS_REFUSED) from None
             except aiohttp.ClientError as exc:

@@ -365,6 +365,27 @@ async def test_a_slow_server_hits_the_total_timeout(remote: Remote) -> None:
         await guarded.close()
 
 
+async def test_a_connect_that_hangs_hits_the_connect_timeout(
+    remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    real = loop.sock_connect
+
+    async def hanging(sock: socket.socket, address: Any) -> None:
+        if address[1] == remote.port:
+            await asyncio.sleep(30)  # a SYN that is never answered
+        await real(sock, address)
+
+    monkeypatch.setattr(loop, "sock_connect", hanging)
+    guarded = GuardedFetcher(allowlist=["127.0.0.1"], connect_timeout=0.2, total_timeout=10)
+    try:
+        started = loop.time()
+        assert "did not answer in time" in await refused(guarded, remote.url("/png"))
+        assert loop.time() - started < 3 and remote.hits == []
+    finally:
+        await guarded.close()
+
+
 async def test_a_closed_port_is_a_sentence(fetcher: GuardedFetcher) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
