@@ -18,6 +18,7 @@ from bot.discordkit.write_budget import ChannelWriteBudget
 from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
 from bot.services.conversations import ConversationStore
+from bot.services.fetcher import GuardedFetcher
 from bot.services.guild_config import GuildConfigService
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
@@ -98,6 +99,8 @@ class Concord(commands.AutoShardedBot):
         self.send_audit = SendAuditLog(db_sessions)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
+        # The one door for every URL the bot downloads itself (attachments, provider media URLs).
+        self.fetcher = GuardedFetcher(allowlist=settings.fetch_allowlist)
         # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
         self.http_server: SendDataServer | None = None
         self.extensions_to_load = extensions
@@ -152,6 +155,7 @@ class Concord(commands.AutoShardedBot):
             self.http_server = None
         await super().close()
         await self.catalog.close()
+        await self.fetcher.close()
         await self.write_budget.close()
 
     async def on_ready(self) -> None:

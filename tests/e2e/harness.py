@@ -57,6 +57,9 @@ def emulator_settings(emu: DiscordEmulator, database_url: str, **overrides: Any)
         "discord_gateway_url": emu.gateway_url,
         "guild_ready_timeout": 0.1,
         "log_level": "INFO",
+        # The emulators serve attachments and provider media on loopback, which the fetcher refuses
+        # unless it is allowlisted (the setting is empty outside tests).
+        "fetch_allowlist": ["127.0.0.1"],
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
