@@ -84,6 +84,8 @@ class GatewayEmulator:
     api_key: str | None = None
     reply: str = ""
     stream_chunks: list[str] | None = None
+    stream_interval: float = 0.0
+    """Seconds between streamed chat chunks (0: as fast as the socket takes them)."""
     vision_reply: str = "A blue square on a white background."
     ask_chunks: list[tuple[str, str]] = field(
         default_factory=lambda: [
@@ -365,6 +367,8 @@ class GatewayEmulator:
             if await self._stream_fault(request, response, fault, i):
                 return response
             await response.write(event({"content": piece}))
+            if self.stream_interval:
+                await asyncio.sleep(self.stream_interval)
         if await self._stream_fault(request, response, fault, len(chunks)):
             return response
         await response.write(event({}, "stop"))
