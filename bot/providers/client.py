@@ -22,6 +22,7 @@ from bot.providers.errors import (
     ProviderUnavailable,
 )
 from bot.providers.failover import Failover, RetryPolicy, Route
+from bot.providers.models import DEFAULT_CLOSED_SOURCE_PATTERNS, is_closed_source
 from bot.providers.parsing import ShapeError
 from bot.providers.profiles import MODEL_LIST_CAPABILITY, PROFILES
 from bot.providers.redact import REDACTOR
@@ -102,6 +103,15 @@ class ProviderClient:
         self._transport = Transport(session)
         self._engine = Failover(self.policy, clock=clock, sleep=sleep, random=random, redact=REDACTOR)
         self._model_cache: dict[tuple[str, ModelKind], tuple[float, list[ModelInfo]]] = {}
+        self._defaults: dict[str, str] = {}
+        for p in self._providers:
+            static_default = self.default_model(p.name)
+            if static_default is not None:
+                self._defaults[p.name] = static_default
+        self._closed_patterns = (
+            *DEFAULT_CLOSED_SOURCE_PATTERNS,
+            *(pattern for c in providers for pattern in c.closed_source),
+        )
 
     # --- introspection ------------------------------------------------------------------------------
 
@@ -123,6 +133,44 @@ class ProviderClient:
     def redact(self, text: str) -> str:
         return self._redactor(text)
 
+    def is_closed_source(self, model: str) -> bool:
+        """Whether `model` counts as closed-source: the built-in patterns plus each provider's
+        `closed_source` globs."""
+        return is_closed_source(model, self._closed_patterns)
+
+    def default_model(self, provider: str, kind: ModelKind = "chat") -> str | None:
+        """The model `provider` uses for `kind` when a request names none, as far as it is known
+        without asking: `default_model`, the first of `models`, then its gateway's documented default.
+        For chat, a default learnt from the provider's `/models` list is also returned."""
+        p = next((p for p in self._providers if p.name == provider), None)
+        if p is None:
+            raise ParameterError("provider", f"names no configured provider ({provider!r})")
+        if kind == "chat":
+            if p.config.default_model is not None:
+                return p.config.default_model
+            if p.config.models:
+                return p.config.models[0]
+            learnt = self._defaults.get(p.name)
+            if learnt is not None:
+                return learnt
+        return profiles.DOCUMENTED_DEFAULTS.get(p.profile.name, {}).get(kind)
+
+    async def _with_model(self, p: _Provider, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` with a model: a provider with no default from config or docs learns one, once, as
+        the first model of its `/models` list, when it is first asked to chat without one."""
+        if "model" in body or C.MODELS not in p.capabilities:
+            return body
+        learnt = self._defaults.get(p.name)
+        if learnt is None:
+            try:
+                models = await self._models_of(p, "chat", C.MODELS, False)
+            except ProviderUnavailable:
+                return body  # the gateway may still pick its own; learnt on a later call
+            if not models:
+                return body
+            learnt = self._defaults[p.name] = models[0].id
+        return {**body, "model": learnt}
+
     # --- chat ---------------------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -131,11 +179,16 @@ class ProviderClient:
             (C.CHAT,),
             request.model,
             lambda p: profiles.chat_body(
-                p.profile, request, stream=False, max_message_chars=p.config.max_message_chars
+                p.profile,
+                request,
+                stream=False,
+                max_message_chars=p.config.max_message_chars,
+                default_model=self._defaults.get(p.name),
             ),
         )
 
         async def call(p: _Provider, body: dict[str, Any], budget: float) -> ChatResponse:
+            body = await self._with_model(p, body)
             response = await self._transport.send(
                 p, C.CHAT, json=body, limit=p.config.max_json_bytes, budget=budget
             )
@@ -154,7 +207,11 @@ class ProviderClient:
             (C.CHAT_STREAM,),
             request.model,
             lambda p: profiles.chat_body(
-                p.profile, request, stream=True, max_message_chars=p.config.max_message_chars
+                p.profile,
+                request,
+                stream=True,
+                max_message_chars=p.config.max_message_chars,
+                default_model=self._defaults.get(p.name),
             ),
         )
         async for item in self._stream_failover("chat", plans, self._chat_stream_once, lambda c: c.text):
@@ -163,6 +220,7 @@ class ProviderClient:
     async def _chat_stream_once(
         self, p: _Provider, body: dict[str, Any]
     ) -> AsyncGenerator[ChatChunk | _Done, None]:
+        body = await self._with_model(p, body)
         async with self._transport.stream(p, C.CHAT_STREAM, json=body) as reader:
             ctype = reader.content_type
             if "text/event-stream" not in ctype:
@@ -234,6 +292,9 @@ class ProviderClient:
     ) -> list[ModelInfo]:
         if kind == "chat" and p.config.models:
             return [ModelInfo(m, kind, p.name) for m in p.config.models]
+        static = profiles.STATIC_MODELS.get(kind)
+        if static is not None:
+            return [ModelInfo(m, kind, p.name) for m in static]
         key = (p.name, kind)
         cached = self._model_cache.get(key)
         if cached and not refresh and cached[0] > self._clock():
@@ -308,7 +369,11 @@ class ProviderClient:
             if C.VISION_CHAT in p.capabilities:
                 chat = profiles.vision_chat_request(request)
                 return C.VISION_CHAT, profiles.chat_body(
-                    p.profile, chat, stream=False, max_message_chars=p.config.max_message_chars
+                    p.profile,
+                    chat,
+                    stream=False,
+                    max_message_chars=p.config.max_message_chars,
+                    default_model=self.default_model(p.name, "vision"),
                 )
             return C.VISION_URL, profiles.vision_url_query(request)
 

@@ -33,7 +33,8 @@ class Capability(StrEnum):
     SEND_DATA = "send_data"
 
 
-ModelKind = Literal["chat", "vision", "flux", "imagine"]
+ModelKind = Literal["chat", "imagine", "flux", "vision", "voice", "song"]
+"""Every kind of model the bot offers: chat, image (imagine), FLUX, vision, speech voices, song models."""
 Role = Literal["system", "user", "assistant", "function"]
 
 
