@@ -15,6 +15,7 @@ from bot.logging_setup import add_secret
 from bot.providers import USER_AGENT, ProviderClient, ProviderConfig, load_providers
 from bot.store.engine import create_engine, create_sessionmaker
 
+
 @dataclass(frozen=True)
 class Resources:
     settings: Settings

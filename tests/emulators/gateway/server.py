@@ -302,6 +302,10 @@ class GatewayEmulator:
         body = request[BODY]
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return web.json_response({"error": {"message": "messages is required"}}, status=400)
+        if self.profile == "openai" and not isinstance(body.get("model"), str):
+            # What FastAPI-based OpenAI-compatible servers answer for a body without `model`.
+            detail = {"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": body}
+            return web.json_response({"detail": [detail]}, status=422)
         model = body.get("model") or {"digicord": "google/gemini-flash-1.5", "purlabs": "clyde"}.get(
             self.profile, "gpt-4o-mini"
         )
