@@ -10,7 +10,6 @@ from bot.providers import (
     ChatRequest,
     ImagePart,
     ParameterError,
-    ProviderUnavailable,
     StreamEnd,
     TextPart,
 )
