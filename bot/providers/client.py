@@ -550,6 +550,7 @@ class ProviderClient:
             error=error,
             latency_ms=latency,
             redact=self._redactor,
+            default_model=self.default_model(p.name),
         )
 
     # --- routing --------------------------------------------------------------------------------------

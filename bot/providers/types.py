@@ -388,3 +388,5 @@ class ProviderHealth:
     problem: str | None = None
     fix: str | None = None
     models: tuple[str, ...] = field(default=())
+    default_model: str | None = None
+    """The chat model sent when a request names none (None: not known yet)."""
