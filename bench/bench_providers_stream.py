@@ -16,11 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp
 
 from bot.providers import ChatChunk, ChatMessage, ChatRequest, ProviderClient, ProviderConfig
+from bot.providers.transport import StreamReader
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST = ChatRequest(messages=[ChatMessage.user("hello")], model="bench-model")
 CHUNKS = 200
-STREAMS = 100
+STREAMS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 INTERVAL = 0.001  # one chunk per socket read, as a paced model sends them
 
 _SERVER = """
@@ -48,7 +49,51 @@ async def one_stream(client: ProviderClient) -> int:
     return chunks
 
 
+class _Content:
+    """A response body that always has the next chunk ready: isolates the cost of the deadline."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk = chunk
+
+    async def readany(self) -> bytes:
+        return self._chunk
+
+    def set_exception(self, exc: BaseException) -> None:
+        raise AssertionError("no read should time out here")
+
+
+class _Response:
+    def __init__(self) -> None:
+        self.content = _Content(b'data: {"choices":[{"index":0,"delta":{"content":"tok"}}]}\n\n')
+        self.headers = {"Content-Type": "text/event-stream"}
+
+
+async def deadline_cost(reads: int = 100_000) -> None:
+    """Per read: a fresh `asyncio.timeout` (the old way) against the stream's one watchdog timer."""
+    content = _Response().content
+    start = time.process_time()
+    for _ in range(reads):
+        async with asyncio.timeout(30):
+            await content.readany()
+    per_timeout = (time.process_time() - start) / reads * 1e6
+    config = ProviderConfig(
+        name="bench", profile="openai", base_url="http://127.0.0.1:9", max_json_bytes=512 * 1024 * 1024
+    )
+    reader = StreamReader(_Response(), config, asyncio.get_running_loop().time())  # type: ignore[arg-type]
+    start = time.process_time()
+    for _ in range(reads):
+        await reader.read()
+    per_watchdog = (time.process_time() - start) / reads * 1e6
+    reader.close()
+    print(
+        f"deadline per stream read: asyncio.timeout per read {per_timeout:.2f} µs, "
+        f"one watchdog per stream {per_watchdog:.2f} µs "
+        f"({(per_timeout - per_watchdog) * CHUNKS / 1000:.3f} ms saved per {CHUNKS}-chunk stream)"
+    )
+
+
 async def main() -> None:
+    await deadline_cost()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _SERVER, str(ROOT), str(CHUNKS), str(INTERVAL), stdout=asyncio.subprocess.PIPE
     )
