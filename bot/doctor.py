@@ -104,7 +104,10 @@ async def check_providers(resources: Resources) -> list[Check]:
                 Check(f"Provider {health.name}", False, f"{where}: {health.problem}", health.fix or "")
             )
             continue
-        detail = f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}"
+        default = health.default_model or "none known (the gateway picks)"
+        detail = (
+            f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}; default model {default}"
+        )
         if health.problem:  # reachable, yet something is wrong (a rejected key, an HTML models page)
             checks.append(
                 Check(f"Provider {health.name}", False, f"{detail}; {health.problem}", health.fix or "")

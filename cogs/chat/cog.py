@@ -376,7 +376,7 @@ class Chat(commands.Cog, name="Chat"):
         async def consume() -> StreamEnd | None:
             nonlocal got_text
             stream = providers.chat_stream(chat_request)
-            async with aclosing(stream) as items:  # type: ignore[type-var]  # an async generator
+            async with aclosing(stream) as items:
                 async for item in items:
                     if isinstance(item, StreamEnd):
                         return item

@@ -113,6 +113,7 @@ def write_providers_file(
     tables = [
         f'[[provider]]\nname = "{name or f"{gateway.profile}-{index}"}"\nprofile = "{gateway.profile}"\n'
         f'base_url = "{gateway.base_url}"\n{settings}'
+        + ('default_model = "gpt-4o-mini"\n' if gateway.profile == "openai" else "")
         for index, gateway in enumerate(gateways, start=1)
     ]
     path.write_text("\n".join(tables))

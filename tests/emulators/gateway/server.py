@@ -84,6 +84,8 @@ class GatewayEmulator:
     api_key: str | None = None
     reply: str = ""
     stream_chunks: list[str] | None = None
+    stream_interval: float = 0.0
+    """Seconds between streamed chat chunks (0: as fast as the socket takes them)."""
     vision_reply: str = "A blue square on a white background."
     ask_chunks: list[tuple[str, str]] = field(
         default_factory=lambda: [
@@ -300,6 +302,10 @@ class GatewayEmulator:
         body = request[BODY]
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return web.json_response({"error": {"message": "messages is required"}}, status=400)
+        if self.profile == "openai" and not isinstance(body.get("model"), str):
+            # What FastAPI-based OpenAI-compatible servers answer for a body without `model`.
+            detail = {"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": body}
+            return web.json_response({"detail": [detail]}, status=422)
         model = body.get("model") or {"digicord": "google/gemini-flash-1.5", "purlabs": "clyde"}.get(
             self.profile, "gpt-4o-mini"
         )
@@ -365,6 +371,8 @@ class GatewayEmulator:
             if await self._stream_fault(request, response, fault, i):
                 return response
             await response.write(event({"content": piece}))
+            if self.stream_interval:
+                await asyncio.sleep(self.stream_interval)
         if await self._stream_fault(request, response, fault, len(chunks)):
             return response
         await response.write(event({}, "stop"))
