@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.app import Concord
 from bot.services.quotas import Feature
 from tests.e2e.harness import (
     World,

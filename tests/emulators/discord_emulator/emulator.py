@@ -400,12 +400,13 @@ class DiscordEmulator:
     async def run_message_command(
         self, user: User | Member, name: str, message: MessageRef, channel: Channel, *, locale: str = "en-US"
     ) -> Interaction:
-        """A user picks an app from a message's context menu ("Apps" → name); the bot gets a type 3 command."""
+        """A user picks an app from a message's menu ("Apps" → name); the bot gets a type 3 command."""
         user = self._member_or_user(user)
         self._check_can_see(user, channel)
         guild = channel.guild
         schema = None
-        for pool in ([self._guild_commands.get(guild.id, {})] if guild is not None else []) + [self._global_commands]:
+        pools = [self._guild_commands.get(guild.id, {})] if guild is not None else []
+        for pool in [*pools, self._global_commands]:
             schema = pool.get(f"{name}#3")
             if schema is not None:
                 break
