@@ -12,12 +12,13 @@ from discord.ext import commands
 from bot.discordkit.checks import reserve_quota
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.image_buttons import single_view
+from bot.discordkit.media import first_image, image_attachment
 from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
 from bot.providers import Capability, VisionResult
 from bot.services.image_options import PROMPT_MAX, ImageSettings, Offer, imagine_settings, offer_of
 from bot.services.quotas import Feature
-from bot.services.vision import NO_IMAGE, PROMPT_QUESTION, ImageAttachment, check_image_attachment
+from bot.services.vision import NO_IMAGE, PROMPT_QUESTION, check_image_attachment
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -26,12 +27,6 @@ log = logging.getLogger(__name__)
 
 VISION_COLOUR = 0x57F287
 NO_VISION = "No configured AI service can look at images."
-
-
-def attachment_of(file: discord.Attachment) -> ImageAttachment:
-    return ImageAttachment(
-        url=file.url, filename=file.filename, content_type=file.content_type, size=file.size
-    )
 
 
 class Vision(commands.Cog):
@@ -73,13 +68,10 @@ class Vision(commands.Cog):
         return [app_commands.Choice(name=n, value=n) for n in self.bot.catalog.matches(current, "vision")]
 
     async def describe_image(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        images = [a for a in message.attachments if (a.content_type or "").startswith("image/")]
-        if not images:
-            first = message.attachments[0] if message.attachments else None
-            if first is None:
-                raise InvalidInput(NO_IMAGE)
-            images = [first]  # refused below with the sentence that says why
-        await self.answer(interaction, images[0], question=None, model=None, mode="describe")
+        file = first_image(message.attachments)
+        if file is None:
+            raise InvalidInput(NO_IMAGE)
+        await self.answer(interaction, file, question=None, model=None, mode="describe")
 
     async def answer(
         self,
@@ -95,7 +87,7 @@ class Vision(commands.Cog):
         if not vision.available:
             raise FeatureUnavailable(NO_VISION)
         await self.bot.guild_config.ensure_enabled(interaction.guild_id, "vision")
-        attachment = attachment_of(file)
+        attachment = image_attachment(file)
         check_image_attachment(attachment, max_bytes=vision.max_bytes)
         if model is None and interaction.guild_id is not None:
             model = (await self.bot.guild_config.get(interaction.guild_id)).vision_model
