@@ -20,9 +20,12 @@ from bot.services.api_keys import ApiKeyService
 from bot.services.conversations import ConversationStore
 from bot.services.fetcher import GuardedFetcher
 from bot.services.guild_config import GuildConfigService
+from bot.services.image_generation import ImageGenerator
+from bot.services.image_results import ImageResultStore
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
+from bot.services.vision import VisionService
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
@@ -38,6 +41,8 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.usage",
     "cogs.owner",
     "cogs.embed",
+    "cogs.imagine",
+    "cogs.vision",
 )
 
 
@@ -97,6 +102,13 @@ class Concord(commands.AutoShardedBot):
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)
         self.send_audit = SendAuditLog(db_sessions)
+        # Every URL the bot downloads goes through this one door (public addresses only, size-capped).
+        self.fetcher = GuardedFetcher(allowlist=settings.fetch_allowlist)
+        # Images: drawing (provider URLs downloaded through the fetcher), the settings behind result
+        # buttons, and describing attachments (for /vision, "Describe image" and chat turns alike).
+        self.image_generator = ImageGenerator(providers, self.fetcher, max_bytes=settings.image_max_bytes)
+        self.image_results = ImageResultStore(db_sessions)
+        self.vision = VisionService(providers, self.fetcher, max_bytes=settings.image_max_bytes)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
         # The one door for every URL the bot downloads itself (attachments, provider media URLs).
@@ -157,6 +169,7 @@ class Concord(commands.AutoShardedBot):
         await self.catalog.close()
         await self.fetcher.close()
         await self.write_budget.close()
+        await self.fetcher.close()
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     send_data_rate_limit: int = Field(
         default=30, ge=1, le=10_000, description="POST /send-data requests each API key may make per minute."
     )
+    image_max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        le=100 * 1024 * 1024,
+        description="Largest image the bot downloads: an attachment for /vision, a provider's image URL.",
+    )
     # --- downloads (bot/services/fetcher.py) ---
     fetch_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -24,7 +24,7 @@ from tests.e2e.harness import (
     write_providers_file,
 )
 from tests.emulators.discord_emulator import DiscordEmulator
-from tests.emulators.gateway import GatewayEmulator
+from tests.emulators.gateway import GatewayEmulator, media
 
 WIDTH = 88
 
@@ -46,6 +46,7 @@ class Demo:
     gateway: GatewayEmulator
     world: World
     bot: Any
+    flux_gateway: GatewayEmulator | None = None
 
     def say(self, who: str, text: str) -> None:
         print(f"\n{who} ▸ {text}")
@@ -63,6 +64,9 @@ class Demo:
             self._show_embed(embed, label if not message.get("content") else None)
         for attachment in message.get("attachments") or []:
             print(f"    📎 {attachment.get('filename')} ({attachment.get('size', '?')} bytes)")
+        labels = [c.get("label") for row in message.get("components") or [] for c in row["components"]]
+        if labels:
+            print("    " + " ".join(f"[{label}]" for label in labels))
 
     def _show_embed(self, embed: dict[str, Any], label: str | None) -> None:
         if label:
@@ -158,16 +162,52 @@ async def scene_governance(demo: Demo) -> None:
     demo.show_message(posted)
 
 
+def image_done(handle: Any) -> bool:
+    """An image command is done once its progress line ("🎨 Generating…", "👀 Looking…") is replaced."""
+    message = handle.original or {}
+    return bool(message.get("embeds") or message.get("content", "").startswith("⚠️"))
+
+
+async def scene_images(demo: Demo) -> None:
+    world, emu = demo.world, demo.emu
+    itx = await demo.slash(world.member, "imagine", where=world.general, prompt="a lighthouse at dawn")
+    await itx.wait_for(image_done, timeout=15)
+    demo.show_message(itx.original)
+    result = itx.original
+    details = next(c for row in result["components"] for c in row["components"] if c["label"] == "Details")
+    demo.say("ada in #general", "presses [Details]")
+    pressed = await emu.press_button(world.admin, result, details["custom_id"])
+    await pressed.wait_for(lambda h: bool(h.original and h.original["embeds"]), timeout=10)
+    demo.show_message(pressed.original, ephemeral=pressed.ephemeral)
+
+    itx = await demo.slash(world.member, "flux", where=world.general, prompt="a nebula", count=4)
+    await itx.wait_for(image_done, timeout=15)
+    demo.show_message(itx.original)
+
+    image = media.png(64, 48, (230, 126, 34))
+    demo.say("bob in #general", "/vision image:sunset.png question:What is in this picture?")
+    itx = await emu.run_command(
+        world.member,
+        "vision",
+        options={"image": ("sunset.png", image, "image/png"), "question": "What is in this picture?"},
+        channel=world.general,
+    )
+    await itx.wait_for(image_done, timeout=15)
+    demo.show_message(itx.original)
+
+
 # Each capability adds its scene here, in the order a new user would meet them.
-SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance]
+SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance, scene_images]
 
 
 async def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  [log] %(levelname)s %(name)s: %(message)s")
     emu = DiscordEmulator()
     gateway = GatewayEmulator("airforce")
+    flux_gateway = GatewayEmulator("digicord", vision_reply="An orange sunset over a calm sea.")
     await emu.start()
     await gateway.start()
+    await flux_gateway.start()
     world = build_world(emu)
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -175,17 +215,20 @@ async def main() -> int:
                 emu,
                 sqlite_url(Path(folder)),
                 log_level="WARNING",
-                providers_file=write_providers_file(Path(folder), [gateway]),
+                providers_file=write_providers_file(Path(folder), [gateway, flux_gateway]),
+                fetch_allowlist=["127.0.0.1"],
             )
             print(
                 f"Concord demo: Discord emulator at {emu.api_base}; AI gateway emulator "
-                f"({gateway.profile}) at {gateway.base_url}; guild '{world.guild.name}'."
+                f"({gateway.profile}) at {gateway.base_url}, and one ({flux_gateway.profile}) for FLUX "
+                f"and vision at {flux_gateway.base_url}; guild '{world.guild.name}'."
             )
             async with running_bot(emu, settings) as bot:
-                demo = Demo(emu=emu, gateway=gateway, world=world, bot=bot)
+                demo = Demo(emu=emu, gateway=gateway, world=world, bot=bot, flux_gateway=flux_gateway)
                 for scene in SCENES:
                     await scene(demo)
     finally:
+        await flux_gateway.close()
         await gateway.close()
         await emu.close()
     print("\nDemo finished.")

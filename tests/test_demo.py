@@ -19,4 +19,8 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Settings of Concord Test" in output  # /config show
     assert "Usage of bob" in output  # /usage
     assert "Movie night" in output  # /embed send, as everyone sees it in the channel
+    assert "a lighthouse at dawn" in output and "[Regenerate]" in output  # /imagine with its buttons
+    assert "Image settings" in output  # Details, privately
+    assert output.count("📎 image_") >= 5  # one /imagine image and a /flux gallery of four
+    assert "An orange sunset over a calm sea." in output  # /vision on an attachment
     assert output.rstrip().endswith("Demo finished.")

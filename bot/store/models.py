@@ -203,3 +203,19 @@ class SendDataAudit(Base):
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     remote: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImageResult(Base):
+    """The settings behind one image result (or a prompt waiting to be drawn), so its buttons keep working
+    after a restart: a button's custom_id names the row, which holds what 100 characters cannot."""
+
+    __tablename__ = "image_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    settings: Mapped[str] = mapped_column(Text)  # ImageSettings as JSON
+    provider: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
