@@ -111,8 +111,6 @@ class Concord(commands.AutoShardedBot):
         self.vision = VisionService(providers, self.fetcher, max_bytes=settings.image_max_bytes)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
-        # The one door for every URL the bot downloads itself (attachments, provider media URLs).
-        self.fetcher = GuardedFetcher(allowlist=settings.fetch_allowlist)
         # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
         self.http_server: SendDataServer | None = None
         self.extensions_to_load = extensions
@@ -169,7 +167,6 @@ class Concord(commands.AutoShardedBot):
         await self.catalog.close()
         await self.fetcher.close()
         await self.write_budget.close()
-        await self.fetcher.close()
 
     async def on_ready(self) -> None:
         assert self.user is not None
