@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
+from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
 from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
@@ -22,6 +23,7 @@ from bot.services.guild_config import GuildConfigService
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
+from bot.services.tts_settings import TtsSettingsService
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
@@ -37,6 +39,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.usage",
     "cogs.owner",
     "cogs.embed",
+    "cogs.tts",
 )
 
 
@@ -96,6 +99,16 @@ class Concord(commands.AutoShardedBot):
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)
         self.send_audit = SendAuditLog(db_sessions)
+        # Voice: one speech queue per server (/tts and reading mode share it), and the stored /tts choices.
+        self.voice = VoiceManager(
+            self,
+            VoiceOptions(
+                idle_timeout=settings.tts_idle_timeout,
+                connect_timeout=settings.tts_connect_timeout,
+                queue_limit=settings.tts_queue_limit,
+            ),
+        )
+        self.tts_settings = TtsSettingsService(db_sessions)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
         # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
@@ -150,6 +163,7 @@ class Concord(commands.AutoShardedBot):
         if self.http_server is not None:
             await self.http_server.close()
             self.http_server = None
+        await self.voice.close()
         await super().close()
         await self.catalog.close()
         await self.write_budget.close()
