@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -58,6 +59,24 @@ def names_in(guild: discord.Guild, mentioned: Iterable[discord.abc.User] = ()) -
         return found.name if found is not None else None
 
     return Names(user=user, channel=channel, role=role)
+
+
+MENTION = re.compile(r"<@!?(\d{15,21})>")
+# Members are cached only when they are in voice (no members intent): look up a few others over REST.
+MAX_MEMBER_LOOKUPS = 5
+
+
+async def mentioned_members(guild: discord.Guild, text: str) -> list[discord.Member]:
+    """Members mentioned in `text` that the cache doesn't hold, fetched (a few at most)."""
+    found = []
+    for user_id in list(dict.fromkeys(int(m) for m in MENTION.findall(text)))[:MAX_MEMBER_LOOKUPS]:
+        if guild.get_member(user_id) is not None:
+            continue
+        try:
+            found.append(await guild.fetch_member(user_id))
+        except discord.HTTPException:
+            continue
+    return found
 
 
 def preview(text: str) -> str:
@@ -177,7 +196,7 @@ class Tts(commands.GroupCog, group_name="tts", group_description="Speak text in 
         cap = self.bot.settings.tts_max_chars
         if len(text) > cap:
             raise InvalidInput(f"That's {len(text)} characters; /tts say speaks at most {cap}.")
-        spoken = speakable(text, names_in(guild))
+        spoken = speakable(text, names_in(guild, await mentioned_members(guild, text)))
         if not spoken:
             raise InvalidInput("There's nothing to say in that once formatting is taken out.")
         chosen = await self.choose_voice(interaction.user.id, voice, config.tts_voice)
@@ -398,7 +417,8 @@ class Tts(commands.GroupCog, group_name="tts", group_description="Speak text in 
         config = await self.bot.guild_config.get(guild.id)
         if not config.is_enabled("tts"):
             return
-        spoken = clip(speakable(message.content, names_in(guild, message.mentions)), mode.max_chars)
+        names = names_in(guild, [*message.mentions, *await mentioned_members(guild, message.content)])
+        spoken = clip(speakable(message.content, names), mode.max_chars)
         if not spoken:
             return
         if mode.announce_speaker and player.last_speaker_id != author.id:
