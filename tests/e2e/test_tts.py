@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from bot.app import Concord
-from tests.e2e.harness import World, emulator_settings, run, running_bot, sqlite_url, until, write_providers_file
+from tests.e2e.harness import (
+    World,
+    emulator_settings,
+    run,
+    running_bot,
+    sqlite_url,
+    until,
+    write_providers_file,
+)
 from tests.e2e.voice_loopback import FRAMES_PER_SECOND, LoopbackVoiceClient, mp3_seconds, speech_mp3
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.discord_emulator import permissions as perm
@@ -177,7 +185,9 @@ async def test_missing_connect_or_speak_falls_back_to_the_mp3(
     world.guild.set_voice_state(world.member, world.voice)
     await asyncio.sleep(0.1)
     itx = await say(discord_emu, world.member, world.general, "hello there")
-    assert answer(itx) == f"I lack the {name} permission in <#{world.voice.id}>, so here is the audio instead."
+    assert (
+        answer(itx) == f"I lack the {name} permission in <#{world.voice.id}>, so here is the audio instead."
+    )
     assert attachment_names(itx) == ["speech.mp3"]
     assert not [p for p in discord_emu.gateway.received if p.get("op") == 4]
 
@@ -253,6 +263,7 @@ async def test_queue_plays_in_order_skip_and_stop(
 ) -> None:
     gateway.mp3 = speech_mp3("This sentence takes a little while to say out loud.")
     world.guild.set_voice_state(world.member, world.voice)
+    world.guild.set_voice_state(world.admin, world.voice)
     first = await say(discord_emu, world.member, world.general, "one")
     second = await say(discord_emu, world.member, world.general, "two")
     third = await say(discord_emu, world.admin, world.general, "three")
@@ -263,16 +274,18 @@ async def test_queue_plays_in_order_skip_and_stop(
     assert shown.index("Now:") < shown.index("“one”") < shown.index("1. ") < shown.index("“two”")
     assert shown.index("“two”") < shown.index("2. ") < shown.index("“three”")
 
+    player = bot.voice.player(world.guild.id)
+    await until(lambda: player.current is not None and player.current.frames > 5, within=5)
     # Someone else's request can't be skipped without Move Members; the requester's can.
-    world.guild.set_voice_state(world.admin, world.voice)
     outsider = discord_emu.create_user("carol")
     world.guild.add_member(outsider)
     itx = await run(discord_emu, outsider, "tts skip", world.general)
     assert "Move Members" in answer(itx)
     itx = await run(discord_emu, world.member, "tts skip", world.general)
     assert answer(itx) == "Skipped “one”."
-    player = bot.voice.player(world.guild.id)
-    await until(lambda: player.current is not None and player.current.text == "two" and player.current.frames > 5)
+    await until(
+        lambda: player.current is not None and player.current.text == "two" and player.current.frames > 5
+    )
     shown = await queue_text(discord_emu, world.member, world)
     assert "“one”" not in shown and shown.index("“two”") < shown.index("“three”")
 

@@ -38,7 +38,19 @@ def speech_mp3(text: str = "Concord is speaking in the voice channel.", voice: s
         wav, mp3 = Path(folder, "speech.wav"), Path(folder, "speech.mp3")
         subprocess.run([espeak, "-v", voice, "-w", str(wav), text], check=True, capture_output=True)
         subprocess.run(
-            [ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(wav), "-codec:a", "libmp3lame", "-b:a", "64k", str(mp3)],
+            [
+                ffmpeg,
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(wav),
+                "-codec:a",
+                "libmp3lame",
+                "-b:a",
+                "64k",
+                str(mp3),
+            ],
             check=True,
             capture_output=True,
         )
@@ -107,7 +119,12 @@ class LoopbackVoiceClient(VoiceClient):
         self._voice_server.set()
 
     async def connect(
-        self, *, reconnect: bool, timeout: float, self_deaf: bool = False, self_mute: bool = False
+        self,
+        *,
+        reconnect: bool,
+        timeout: float,  # noqa: ASYNC109 (discord.py's signature)
+        self_deaf: bool = False,
+        self_mute: bool = False,
     ) -> None:
         self.connects += 1
         self._voice_state.clear()
@@ -121,7 +138,7 @@ class LoopbackVoiceClient(VoiceClient):
             raise TimeoutError("the voice server did not answer (scripted)")
         self._online.set()
 
-    async def move_to(self, channel: Any, *, timeout: float | None = 30.0) -> None:
+    async def move_to(self, channel: Any, *, timeout: float | None = 30.0) -> None:  # noqa: ASYNC109
         self._voice_state.clear()
         await self.guild.change_voice_state(channel=channel)
         await asyncio.wait_for(self._voice_state.wait(), timeout=timeout)
