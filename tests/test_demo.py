@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests import demo
@@ -19,4 +21,7 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Settings of Concord Test" in output  # /config show
     assert "Usage of bob" in output  # /usage
     assert "Movie night" in output  # /embed send, as everyone sees it in the channel
+    assert "spoken in #Voice: “Hello ada, see a link”" in output  # /tts say, normalised
+    assert re.search(r"voice: \d+ Opus packets for [\d.]+ s of audio, (4[5-9]|5[0-4])\.\d per second", output)
+    assert "📎 speech.mp3" in output  # the fallback when the caller is not in voice
     assert output.rstrip().endswith("Demo finished.")

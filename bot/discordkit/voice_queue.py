@@ -58,7 +58,8 @@ class CountingPCMAudio(discord.FFmpegPCMAudio):
     """MP3 bytes decoded by FFmpeg to 20 ms PCM frames, counting how many were read."""
 
     def __init__(self, item: SpeechItem) -> None:
-        super().__init__(io.BytesIO(item.audio), pipe=True, stderr=None)
+        # FFmpeg's own warnings about a provider's MP3 framing are noise; errors still show.
+        super().__init__(io.BytesIO(item.audio), pipe=True, options="-loglevel error")
         self.item = item
 
     def read(self) -> bytes:

@@ -58,17 +58,29 @@ def speech_mp3(text: str = "Concord is speaking in the voice channel.", voice: s
 
 
 def mp3_seconds(data: bytes) -> float:
-    """The duration FFmpeg decodes from MP3 bytes."""
-    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
-        file.write(data)
-        file.flush()
-        probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", file.name],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    return float(probe.stdout.strip())
+    """How long the MP3 plays: FFmpeg decodes it to 48 kHz stereo 16-bit PCM and the bytes are counted
+    (a header estimate is not exact for MP3s without a Xing header)."""
+    decoded = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            "pipe:0",
+            "-f",
+            "s16le",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "pipe:1",
+        ],
+        input=data,
+        check=True,
+        capture_output=True,
+    ).stdout
+    return len(decoded) / (48000 * 2 * 2)
 
 
 class _Speaking:
