@@ -93,6 +93,8 @@ class GuildPlayer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._skipping = False
+        # While connecting, a failed attempt's own disconnect is not someone removing the bot from voice.
+        self.connecting = False
 
     # -- what commands see -------------------------------------------------------------------------
 
@@ -222,6 +224,19 @@ class GuildPlayer:
         if guild is None or not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
             return None
         options = self.manager.options
+        self.connecting = True
+        try:
+            return await self._connect_to(guild, channel, options)
+        finally:
+            self.connecting = False
+
+    async def _connect_to(
+        self,
+        guild: discord.Guild,
+        channel: discord.VoiceChannel | discord.StageChannel,
+        options: VoiceOptions,
+    ) -> discord.VoiceClient | None:
+        channel_id = channel.id
         for attempt in (1, 2):
             client = self.voice_client
             try:
@@ -302,7 +317,8 @@ class VoiceManager:
             return
         me = self.client.user
         if me is not None and member.id == me.id:
-            if after.channel is None and before.channel is not None:
+            if after.channel is None and before.channel is not None and not player.connecting:
+                # Disconnected by someone else: don't rejoin for what was waiting.
                 await player.stop()
             return
         channel = player.connected_channel

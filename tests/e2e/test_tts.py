@@ -196,21 +196,24 @@ async def test_a_broken_voice_connection_is_retried_once_then_the_mp3_is_attache
     discord_emu: DiscordEmulator, world: World, bot: Concord
 ) -> None:
     world.guild.set_voice_state(world.member, world.voice)
-    LoopbackVoiceClient.fail_connects = 1  # the retry succeeds
+    LoopbackVoiceClient.fail_connects = 1  # the retry succeeds, and what waits behind is kept
+    LoopbackVoiceClient.fail_after = 1.0  # long enough for the second request to queue up
     await say(discord_emu, world.member, world.general, "first")
+    await say(discord_emu, world.member, world.general, "waiting")
     await until(player_idle(bot, world), within=10)
     assert sum(c.connects for c in LoopbackVoiceClient.instances) == 2
-    assert LoopbackVoiceClient.instances[-1].audio_packets > 0
+    assert [bool(p) for p in LoopbackVoiceClient.instances[-1].plays] == [True, True]
 
     await bot.voice.player(world.guild.id).leave()
     await until(lambda: bot_voice_channel(discord_emu, world) is None)
     LoopbackVoiceClient.fail_connects = 2  # the retry fails too
+    LoopbackVoiceClient.fail_after = 0.0
     itx = await say(discord_emu, world.member, world.general, "second")
     await itx.wait_for(lambda i: len(i.followups) >= 2, timeout=10)
     fallback = itx.followups[1]
     assert fallback["content"] == "I couldn't connect to the voice channel, so here is the audio instead."
     assert [a["filename"] for a in fallback["attachments"]] == ["speech.mp3"]
-    assert await tts_used(bot, world.member) == 2  # both were delivered
+    assert await tts_used(bot, world.member) == 3  # all were delivered
 
 
 # --- provider answers -------------------------------------------------------------------------------

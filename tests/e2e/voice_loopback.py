@@ -98,6 +98,7 @@ class LoopbackVoiceClient(VoiceClient):
 
     # The next N connections fail at the voice-server edge (after Discord's gateway answered).
     fail_connects: ClassVar[int] = 0
+    fail_after: ClassVar[float] = 0.0  # seconds a failing connection hangs before it fails
     instances: ClassVar[list[LoopbackVoiceClient]] = []
 
     def __init__(self, client: discord.Client, channel: Any) -> None:
@@ -114,6 +115,7 @@ class LoopbackVoiceClient(VoiceClient):
     @classmethod
     def reset(cls) -> None:
         cls.fail_connects = 0
+        cls.fail_after = 0.0
         cls.instances = []
 
     # -- the gateway half of the handshake (real) --------------------------------------------------
@@ -147,6 +149,7 @@ class LoopbackVoiceClient(VoiceClient):
         )
         if type(self).fail_connects > 0:
             type(self).fail_connects -= 1
+            await asyncio.sleep(type(self).fail_after)
             raise TimeoutError("the voice server did not answer (scripted)")
         self._online.set()
 
