@@ -391,3 +391,28 @@ async def test_reading_mode_says_when_message_content_is_missing(
     assert "without the Message Content intent" in answer(itx)
     itx = await run(discord_emu, world.member, "tts reading show", world.general)
     assert "without the Message Content intent" in answer(itx)
+
+
+async def test_reading_mode_in_a_voice_channels_own_text_chat(
+    discord_emu: DiscordEmulator, world: World, start_bot: BotFactory, gateway: GatewayEmulator
+) -> None:
+    async with start_bot(message_content_intent=True) as bot:
+        await run(
+            discord_emu,
+            world.admin,
+            "tts reading set",
+            world.general,
+            channel=world.voice,
+            announce_speaker=False,
+        )
+        world.guild.set_voice_state(world.member, world.voice)
+        await say(discord_emu, world.member, world.general, "hello")
+        await until(player_idle(bot, world), within=10)
+        await discord_emu.send_message(world.member, world.general, "typed in general")
+        await discord_emu.send_message(world.member, world.voice, "typed in the voice chat")
+        await until(lambda: len(gateway.requests_for("audio")) == 2, within=10)
+        await until(player_idle(bot, world), within=10)
+        assert [r.query["text"] for r in gateway.requests_for("audio")] == [
+            "hello",
+            "typed in the voice chat",
+        ]
