@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
+from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
 from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
@@ -25,6 +26,7 @@ from bot.services.image_results import ImageResultStore
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
+from bot.services.tts_settings import TtsSettingsService
 from bot.services.vision import VisionService
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.embed",
     "cogs.imagine",
     "cogs.vision",
+    "cogs.tts",
 )
 
 
@@ -109,6 +112,16 @@ class Concord(commands.AutoShardedBot):
         self.image_generator = ImageGenerator(providers, self.fetcher, max_bytes=settings.image_max_bytes)
         self.image_results = ImageResultStore(db_sessions)
         self.vision = VisionService(providers, self.fetcher, max_bytes=settings.image_max_bytes)
+        # Voice: one speech queue per server (/tts and reading mode share it), and the stored /tts choices.
+        self.voice = VoiceManager(
+            self,
+            VoiceOptions(
+                idle_timeout=settings.tts_idle_timeout,
+                connect_timeout=settings.tts_connect_timeout,
+                queue_limit=settings.tts_queue_limit,
+            ),
+        )
+        self.tts_settings = TtsSettingsService(db_sessions)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
         # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
@@ -163,6 +176,7 @@ class Concord(commands.AutoShardedBot):
         if self.http_server is not None:
             await self.http_server.close()
             self.http_server = None
+        await self.voice.close()
         await super().close()
         await self.catalog.close()
         await self.fetcher.close()

@@ -105,6 +105,20 @@ class Settings(BaseSettings):
         "reach although they are not public addresses. Empty in production.",
     )
 
+    # --- voice: /tts (cogs/tts) ---
+    tts_max_chars: int = Field(
+        default=300, ge=1, le=1000, description="Longest text /tts say speaks, in characters."
+    )
+    tts_idle_timeout: float = Field(
+        default=300.0, ge=1, le=86400, description="Seconds the bot stays in voice with nothing to say."
+    )
+    tts_connect_timeout: float = Field(
+        default=15.0, gt=0, le=120, description="Seconds to wait for a voice connection before retrying."
+    )
+    tts_queue_limit: int = Field(
+        default=20, ge=1, le=500, description="Speech requests waiting in one server's queue at most."
+    )
+
     @field_validator("owner_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -21,8 +22,10 @@ from tests.e2e.harness import (
     emulator_settings,
     running_bot,
     sqlite_url,
+    until,
     write_providers_file,
 )
+from tests.e2e.voice_loopback import LoopbackVoiceClient, mp3_seconds, speech_mp3
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator, media
 
@@ -196,8 +199,39 @@ async def scene_images(demo: Demo) -> None:
     demo.show_message(itx.original)
 
 
+async def scene_voice(demo: Demo) -> None:
+    """/tts: the real FFmpeg → Opus → player path; only the voice server is loopback (no Discord voice)."""
+    world = demo.world
+    demo.bot.voice.client_cls = LoopbackVoiceClient
+    if shutil.which("espeak-ng"):
+        demo.gateway.mp3 = speech_mp3("Hello Ada, welcome to the voice channel.")
+    world.guild.set_voice_state(world.member, world.voice)
+    demo.say("bob", f"joins the voice channel #{world.voice.name}")
+    itx = await demo.slash(
+        world.member,
+        "tts say",
+        where=world.general,
+        text=f"Hello **<@{world.admin.id}>**, see https://example.com",
+    )
+    demo.show_message(itx.original)
+    player = demo.bot.voice.player(world.guild.id)
+    await until(lambda: not player.busy, within=20)
+    spoken = demo.gateway.requests_for("audio")[-1].query["text"]
+    client = LoopbackVoiceClient.instances[-1]
+    seconds = mp3_seconds(demo.gateway.mp3)
+    print(f"  (spoken in #{world.voice.name}: “{spoken}”)")
+    print(
+        f"  (voice: {client.audio_packets} Opus packets for {seconds:.2f} s of audio, "
+        f"{client.audio_packets / seconds:.1f} per second)"
+    )
+    world.guild.set_voice_state(world.member, None)
+    itx = await demo.slash(world.member, "tts say", where=world.general, text="Anyone there?")
+    await itx.wait_for(lambda h: bool(h.original and h.original.get("attachments")), timeout=10)
+    demo.show_message(itx.original)
+
+
 # Each capability adds its scene here, in the order a new user would meet them.
-SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance, scene_images]
+SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance, scene_images, scene_voice]
 
 
 async def main() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests import demo
@@ -23,4 +25,7 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Image settings" in output  # Details, privately
     assert output.count("📎 image_") >= 5  # one /imagine image and a /flux gallery of four
     assert "An orange sunset over a calm sea." in output  # /vision on an attachment
+    assert "spoken in #Voice: “Hello ada, see a link”" in output  # /tts say, normalised
+    assert re.search(r"voice: \d+ Opus packets for [\d.]+ s of audio, (4[5-9]|5[0-4])\.\d per second", output)
+    assert "📎 speech.mp3" in output  # the fallback when the caller is not in voice
     assert output.rstrip().endswith("Demo finished.")
