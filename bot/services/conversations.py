@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -31,6 +31,14 @@ SPEAKER_NOTE = (
 )
 MAX_NAME_CHARS = 64
 PAGE = 200
+# Control characters a stored text may not hold (PostgreSQL `text` rejects NUL); newline and tab stay.
+_CONTROL = dict.fromkeys(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
+_CONTROL.update(dict.fromkeys(range(0x7F, 0xA0)))
+
+
+def clean_stored_text(text: str) -> str:
+    """Text made safe to store: NUL and other control characters removed (newline and tab kept)."""
+    return text.translate(_CONTROL)
 
 
 def estimate_tokens(text: str) -> int:
@@ -166,8 +174,13 @@ class ConversationStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self._conversations: dict[int, int] = {}
+        """channel id -> conversation id (a conversation row is never deleted, so this never goes stale)."""
 
     async def _conversation_id(self, session: AsyncSession, channel_id: int, guild_id: int | None) -> int:
+        known = self._conversations.get(channel_id)
+        if known is not None:
+            return known
         insert = upsert_insert(session)
         await session.execute(
             insert(Conversation)
@@ -176,6 +189,9 @@ class ConversationStore:
         )
         found = await session.scalar(select(Conversation.id).where(Conversation.channel_id == channel_id))
         assert found is not None
+        if len(self._conversations) > 100_000:
+            self._conversations.clear()
+        self._conversations[channel_id] = found
         return found
 
     async def append(self, channel_id: int, guild_id: int | None, turns: Sequence[Turn]) -> list[int]:
@@ -187,8 +203,8 @@ class ConversationStore:
                     conversation_id=conversation_id,
                     role=turn.role,
                     author_id=turn.author_id,
-                    author_name=(turn.author_name or "")[:100] or None,
-                    content=turn.content,
+                    author_name=clean_stored_text(turn.author_name or "")[:100] or None,
+                    content=clean_stored_text(turn.content),
                     model=turn.model,
                     token_estimate=turn.token_estimate or estimate_tokens(turn.model_text()),
                     incomplete=turn.incomplete,
@@ -199,6 +215,19 @@ class ConversationStore:
             session.add_all(rows)
             await session.flush()
             return [row.id for row in rows]
+
+    async def begin_turn(
+        self, channel_id: int, guild_id: int | None, prompt: Turn, *, model: str | None = None
+    ) -> list[int]:
+        """Store a question as it arrives, with an empty answer marked incomplete until it is finished
+        (`replace_reply`); returns (question id, answer id). An empty incomplete answer is never context."""
+        answer = Turn(role="assistant", content="", model=model, incomplete=True)
+        return await self.append(channel_id, guild_id, [prompt, answer])
+
+    async def drop_turn(self, ids: Sequence[int]) -> None:
+        """Forget a stored question and its unfinished answer (the turn failed before any answer)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(delete(ConversationMessage).where(ConversationMessage.id.in_(list(ids))))
 
     async def replace_reply(
         self,
@@ -215,7 +244,7 @@ class ConversationStore:
                 update(ConversationMessage)
                 .where(ConversationMessage.id == message_id, ConversationMessage.role == "assistant")
                 .values(
-                    content=content,
+                    content=clean_stored_text(content),
                     model=model,
                     incomplete=incomplete,
                     token_estimate=estimate_tokens(content),
@@ -260,12 +289,22 @@ class ConversationStore:
             )
 
     async def recent(
-        self, channel_id: int, room: int, unit: BudgetUnit, *, before_id: int | None = None
+        self,
+        channel_id: int,
+        room: int,
+        unit: BudgetUnit,
+        *,
+        before_id: int | None = None,
+        exclude: Collection[int] = (),
     ) -> list[Turn]:
-        """The most recent whole turns that fit `room` (oldest first), read newest-first in pages."""
+        """The most recent finished turns that fit `room` (oldest first), read newest-first in pages.
+
+        Left out: rows in `exclude` (turns still being answered) and questions whose answer is empty and
+        unfinished (a turn cut before any text, e.g. by a crash), with that answer."""
         newest_first: list[Turn] = []
         used = 0
         cursor = before_id
+        skip_question = False
         async with self.sessions() as session:
             while True:
                 query = (
@@ -279,6 +318,13 @@ class ConversationStore:
                     query = query.where(ConversationMessage.id < cursor)
                 rows = (await session.scalars(query)).all()
                 for row in rows:
+                    unanswered = row.role == "assistant" and (
+                        row.id in exclude or (row.incomplete and not row.content)
+                    )
+                    if unanswered or row.id in exclude or (skip_question and row.role == "user"):
+                        skip_question = unanswered
+                        continue
+                    skip_question = False
                     turn = Turn.from_row(row)
                     used += turn.cost(unit)
                     newest_first.append(turn)
