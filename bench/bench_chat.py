@@ -4,6 +4,7 @@ per-channel write budget allows (writes per second, final-edit latency). Prints 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import tempfile
 import time
@@ -137,10 +138,39 @@ async def bench_budget() -> None:
     print(f"budget: final edit waited {waited:.0f} ms (virtual time) in a saturated channel")
 
 
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def bench_burst() -> None:
+    """The real bot against the emulators: 20 mentions over 5 channels, message -> model request."""
+    from tests.e2e.chat_burst import run_burst
+    from tests.e2e.harness import build_world
+    from tests.emulators.discord_emulator import DiscordEmulator
+
+    emu = DiscordEmulator()
+    await emu.start()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            result = await run_burst(emu, build_world(emu), Path(folder))
+        delays = result.request_delays_ms()
+        print(
+            "burst: message -> model request over 20 mentions in 5 channels: "
+            f"p50 {_percentile(delays, 0.5):.0f} ms, p90 {_percentile(delays, 0.9):.0f} ms, "
+            f"max {delays[-1]:.0f} ms; "
+            f"{len(emu.rate_limited)} x 429 from Discord"
+        )
+    finally:
+        await emu.close()
+
+
 def main() -> None:
+    logging.disable(logging.WARNING)
     bench_splitting()
     asyncio.run(bench_context())
     asyncio.run(bench_budget())
+    asyncio.run(bench_burst())
 
 
 if __name__ == "__main__":

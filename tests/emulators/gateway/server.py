@@ -92,6 +92,8 @@ class GatewayEmulator:
         ]
     )
     suno_polls_before_finished: int = 2
+    chat_script: Callable[[dict[str, Any]], tuple[str, float]] | None = None
+    """Per request: (reply text, seconds before the first streamed token), chosen from the request body."""
     purlabs_records: bool = True
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -304,8 +306,11 @@ class GatewayEmulator:
             self.profile, "gpt-4o-mini"
         )
         text = self._reply_for(body)
+        first_token_delay = 0.0
+        if self.chat_script is not None:
+            text, first_token_delay = self.chat_script(body)
         if body.get("stream"):
-            return await self._chat_stream(request, model, text)
+            return await self._chat_stream(request, model, text, first_token_delay)
         n = body.get("n", 1) if isinstance(body.get("n"), int) else 1
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if self.profile == "digicord":
@@ -341,7 +346,9 @@ class GatewayEmulator:
                 }
         return web.json_response(response)
 
-    async def _chat_stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
+    async def _chat_stream(
+        self, request: web.Request, model: str, text: str, first_token_delay: float = 0.0
+    ) -> web.StreamResponse:
         fault = request.get(FAULT)
         chunks = self.stream_chunks if self.stream_chunks is not None else _words(text)
         response = web.StreamResponse(
@@ -361,6 +368,8 @@ class GatewayEmulator:
             return f"data: {json.dumps(data)}\n\n".encode()
 
         await response.write(event({"role": "assistant", "content": ""}))
+        if first_token_delay:
+            await asyncio.sleep(first_token_delay)
         for i, piece in enumerate(chunks):
             if await self._stream_fault(request, response, fault, i):
                 return response
