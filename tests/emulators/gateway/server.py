@@ -94,6 +94,10 @@ class GatewayEmulator:
     suno_polls_before_finished: int = 2
     chat_script: Callable[[dict[str, Any]], tuple[str, float]] | None = None
     """Per request: (reply text, seconds before the first streamed token), chosen from the request body."""
+    chunk_interval: float = 0.0
+    """Seconds between streamed chunks (a model's token rate)."""
+    streamed: list[tuple[float, str]] = field(default_factory=list)
+    """(monotonic time, text) of every streamed chunk, in the order written."""
     purlabs_records: bool = True
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -373,7 +377,10 @@ class GatewayEmulator:
         for i, piece in enumerate(chunks):
             if await self._stream_fault(request, response, fault, i):
                 return response
+            if i and self.chunk_interval:
+                await asyncio.sleep(self.chunk_interval)
             await response.write(event({"content": piece}))
+            self.streamed.append((time.monotonic(), piece))
         if await self._stream_fault(request, response, fault, len(chunks)):
             return response
         await response.write(event({}, "stop"))
