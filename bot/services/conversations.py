@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -334,6 +334,37 @@ class ConversationStore:
                     return fit_history(newest_first, room, unit)
                 cursor = rows[-1].id
 
+    async def count(self, channel_id: int) -> int:
+        """How many messages the channel's conversation holds (one query)."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(func.count(ConversationMessage.id))
+                .join(Conversation)
+                .where(Conversation.channel_id == channel_id)
+            )
+            return int(found or 0)
+
+    async def pages(self, channel_id: int, size: int = PAGE) -> AsyncIterator[list[Turn]]:
+        """The whole conversation oldest first, `size` messages at a time, each page its own short session."""
+        cursor = 0
+        while True:
+            async with self.sessions() as session:
+                rows = (
+                    await session.scalars(
+                        select(ConversationMessage)
+                        .join(Conversation)
+                        .where(Conversation.channel_id == channel_id, ConversationMessage.id > cursor)
+                        .order_by(ConversationMessage.id)
+                        .limit(size)
+                    )
+                ).all()
+            if not rows:
+                return
+            yield [Turn.from_row(row) for row in rows]
+            if len(rows) < size:
+                return
+            cursor = rows[-1].id
+
     async def all_turns(self, channel_id: int) -> list[Turn]:
         async with self.sessions() as session:
             rows = await session.scalars(
@@ -360,8 +391,15 @@ class ConversationStore:
 
 def render_transcript(turns: Sequence[Turn], *, title: str) -> str:
     """A readable export of a conversation (the /history file)."""
-    lines = [f"# {title}", ""]
+    return f"# {title}\n\n" + render_turns(turns)
+
+
+def render_turns(turns: Sequence[Turn]) -> str:
+    """Transcript sections for `turns` (a page of an export); an answer still being written is skipped."""
+    lines: list[str] = []
     for turn in turns:
+        if turn.role == "assistant" and turn.incomplete and not turn.content:
+            continue
         when = turn.created_at.strftime("%Y-%m-%d %H:%M UTC") if turn.created_at else ""
         if turn.role == "user":
             who = f"{clean_display_name(turn.author_name)} ({turn.author_id})"

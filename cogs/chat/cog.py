@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import io
 import logging
 import re
 from collections import defaultdict
@@ -19,11 +18,12 @@ from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget
 from bot.discordkit.tree import explain
 from bot.discordkit.write_budget import Priority
 from bot.errors import InvalidInput
-from bot.services.conversations import Turn, clean_display_name, render_transcript
+from bot.services.conversations import Turn, clean_display_name
 from bot.services.turn_gate import Ticket
 from cogs.chat.attachments import check_attachment, read_attachment
 from cogs.chat.buttons import ButtonHandler
 from cogs.chat.engine import TurnEngine, TurnRequest, check_enabled, check_input, parent_id
+from cogs.chat.history import export_files
 from cogs.chat.views import RegenerateButton, StopButton
 
 if TYPE_CHECKING:
@@ -287,7 +287,7 @@ class Chat(commands.Cog, name="Chat"):
         probe = Turn(role="user", content="", author_name=interaction.user.display_name)
         room, unit = self.engine.history_room(self.engine.system_prompt(settings), probe)
         remembered = await self.store.recent(interaction.channel_id, room, unit)
-        everything = await self.store.all_turns(interaction.channel_id)
+        stored = await self.store.count(interaction.channel_id)
         lines = []
         for turn in remembered:
             who = clean_display_name(turn.author_name) if turn.role == "user" else "Concord"
@@ -305,15 +305,14 @@ class Chat(commands.Cog, name="Chat"):
             title="What I remember here",
             description=description or "Nothing yet: this channel's conversation is empty.",
             colour=discord.Colour.blurple(),
-            footer=f"{len(remembered)} of {len(everything)} stored messages fit the model's context "
+            footer=f"{len(remembered)} of {stored} stored messages fit the model's context "
             f"({self.settings.chat_history_budget} {unit}).",
         )
         kwargs: dict[str, Any] = {"embed": embed, "ephemeral": True}
         if export:
             title = f"Conversation in #{getattr(channel, 'name', None) or 'DM'}"
-            data = render_transcript(everything, title=title).encode()
-            kwargs["file"] = discord.File(
-                io.BytesIO(data), filename=f"conversation-{interaction.channel_id}.md"
+            kwargs["files"] = await export_files(
+                self.store, interaction.channel_id, title=title, limit=interaction.filesize_limit
             )
         await interaction.response.send_message(**kwargs)
 
