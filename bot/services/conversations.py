@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import unicodedata
@@ -174,6 +175,8 @@ class ConversationStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self._begun: list[tuple[int, int | None, list[Turn], asyncio.Future[list[int]]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._conversations: dict[int, int] = {}
         """channel id -> conversation id (a conversation row is never deleted, so this never goes stale)."""
 
@@ -197,6 +200,15 @@ class ConversationStore:
     async def append(self, channel_id: int, guild_id: int | None, turns: Sequence[Turn]) -> list[int]:
         """Store `turns` (a prompt and its reply) together, in order; returns their ids."""
         async with self.sessions() as session, session.begin():
+            [ids] = await self._insert(session, [(channel_id, guild_id, turns)])
+            return ids
+
+    async def _insert(
+        self, session: AsyncSession, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
+    ) -> list[list[int]]:
+        """Insert each group's turns, groups and turns in the order given (ids ascend in that order)."""
+        batches = []
+        for channel_id, guild_id, turns in groups:
             conversation_id = await self._conversation_id(session, channel_id, guild_id)
             rows = [
                 ConversationMessage(
@@ -213,16 +225,41 @@ class ConversationStore:
                 for turn in turns
             ]
             session.add_all(rows)
-            await session.flush()
-            return [row.id for row in rows]
+            batches.append(rows)
+        await session.flush()
+        return [[row.id for row in rows] for rows in batches]
 
-    async def begin_turn(
+    def begin_turn(
         self, channel_id: int, guild_id: int | None, prompt: Turn, *, model: str | None = None
-    ) -> list[int]:
+    ) -> asyncio.Future[list[int]]:
         """Store a question as it arrives, with an empty answer marked incomplete until it is finished
-        (`replace_reply`); returns (question id, answer id). An empty incomplete answer is never context."""
+        (`replace_reply`); resolves to (question id, answer id). An empty incomplete answer is never
+        context. Synchronous enqueue: questions begun in one tick are written in one transaction, in the
+        order begun, so the order of calls is the order of ids."""
         answer = Turn(role="assistant", content="", model=model, incomplete=True)
-        return await self.append(channel_id, guild_id, [prompt, answer])
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._begun.append((channel_id, guild_id, [prompt, answer], future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_begun())
+        return future
+
+    async def _write_begun(self) -> None:
+        await asyncio.sleep(0)  # questions begun in the same tick join this transaction
+        while self._begun:
+            batch, self._begun = self._begun, []
+            try:
+                async with self.sessions() as session, session.begin():
+                    ids = await self._insert(session, [(c, g, turns) for c, g, turns, _ in batch])
+            except BaseException as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (*_, future), turn_ids in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(turn_ids)
 
     async def drop_turn(self, ids: Sequence[int]) -> None:
         """Forget a stored question and its unfinished answer (the turn failed before any answer)."""

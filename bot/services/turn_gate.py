@@ -43,6 +43,8 @@ class Ticket:
     answer_ids: set[int] = field(default_factory=set)
     row_ids: tuple[int, ...] = ()
     """The stored rows (question, answer) of this turn while it is in flight."""
+    answered: bool = False
+    """Its answer is stored (so a later failure must not drop its rows)."""
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     posted: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)

@@ -141,6 +141,7 @@ class TurnEngine:
         first_shown = asyncio.Event()
         typing = self._start_typing(request.typing_channel, first_shown)
         try:
+            await ticket.wait_to_store()  # questions are stored in question order
             check_enabled(settings)  # checked on the way in; Regenerate may come after a change
             model = request.model or settings.model or self.settings.chat_default_model
             quota = (
@@ -148,9 +149,19 @@ class TurnEngine:
                 if request.reservation is not None
                 else self.reserve_quota(request.author, request.guild_id, model)
             )
-            async with quota as reservation:
-                check_input(request.prompt, reservation.plan, settings)
-                await self._answer(request, ticket, settings, model, reservation, first_shown)
+            stores_question = request.replaces is None and not request.private
+            begun = self._begin(request, model) if stores_question else None
+            ticket.stored.set()
+            try:
+                async with quota as reservation:
+                    if begun is not None:  # the question's write and the quota's run side by side
+                        ticket.row_ids = tuple(await begun)
+                    check_input(request.prompt, reservation.plan, settings)
+                    await self._answer(request, ticket, settings, model, reservation, first_shown)
+            except BaseException:
+                if begun is not None:
+                    await self._forget_unanswered(ticket, begun)
+                raise
         finally:
             first_shown.set()
             if typing is not None:
@@ -198,13 +209,6 @@ class TurnEngine:
             model=request.model,
             message_ids=request.user_message_ids,
         )
-        if request.replaces is None and not request.private:
-            # The question is stored as it arrives (with an empty, unfinished answer), in question order.
-            await ticket.wait_to_store()
-            ticket.row_ids = tuple(
-                await self.store.begin_turn(request.channel_id, request.guild_id, prompt, model=model)
-            )
-        ticket.stored.set()
         await ticket.wait_for_dependency()
         if request.replaces is not None and (
             await self.store.latest_id(request.channel_id) != request.replaces[1]
@@ -229,17 +233,32 @@ class TurnEngine:
         try:
             await self._write(request, ticket, model, chat_request, key, reservation, first_shown)
             remember_recent(self.finished, key, None)  # a failed reply keeps no key: Stop tidies it up
-        except BaseException:
-            if ticket.row_ids:
-                await self._forget_unanswered(ticket)
-            raise
         finally:
             del self.live[key]
 
-    async def _forget_unanswered(self, ticket: Ticket) -> None:
-        """A turn that failed before any answer was shown leaves no question without an answer behind."""
+    def _begin(self, request: TurnRequest, model: str | None) -> asyncio.Future[list[int]]:
+        """Store the question as it arrives (with an empty, unfinished answer); the write runs meanwhile."""
+        author = request.author
+        prompt = Turn(
+            role="user",
+            content=request.prompt,
+            author_id=author.id,
+            author_name=author.display_name,
+            model=request.model,
+            message_ids=request.user_message_ids,
+        )
+        return self.store.begin_turn(request.channel_id, request.guild_id, prompt, model=model)
+
+    async def _forget_unanswered(self, ticket: Ticket, begun: asyncio.Future[list[int]]) -> None:
+        """A turn that failed before its answer was stored leaves no question without an answer behind."""
+        if ticket.answered:
+            return
+        try:
+            ids = ticket.row_ids or tuple(await asyncio.shield(begun))
+        except Exception:
+            return  # the question was never stored
         with contextlib.suppress(Exception):
-            await asyncio.shield(self.store.drop_turn(ticket.row_ids))
+            await asyncio.shield(self.store.drop_turn(ids))
         ticket.row_ids = ()
 
     def _start_typing(
@@ -312,7 +331,7 @@ class TurnEngine:
             await self.store.replace_reply(
                 reply_id, content=text, model=model, incomplete=incomplete, message_ids=stored_ids
             )
-            ticket.row_ids = ()
+            ticket.answered = True
             regenerate = RegenerateButton(request.author.id, reply_id=reply_id)
         await reply.finish(
             complete=complete,
@@ -324,6 +343,7 @@ class TurnEngine:
         shown_ids = self._message_ids(reply)
         ticket.answer_ids.update(shown_ids)
         if reply_id is not None and shown_ids != stored_ids:
+            # A page whose send was still in flight: record its message id too.
             await self.store.replace_reply(
                 reply_id, content=text, model=model, incomplete=incomplete, message_ids=shown_ids
             )
