@@ -190,6 +190,12 @@ class LiveReply:
             raise self._error
         return [self.handles[i] for i in sorted(self.handles)]
 
+    async def sends_settled(self, within: float) -> None:
+        """Wait up to `within` seconds for page sends already under way, so their message ids are known."""
+        waiting = [f for f in self._sends.values() if not f.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=within)
+
     async def abandon(self) -> None:
         """Stop rendering without a final write (the caller reports an error instead)."""
         if self._runner is not None:

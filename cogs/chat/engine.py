@@ -319,7 +319,9 @@ class TurnEngine:
         complete = end is not None and end.complete and not reply.overflowed
         incomplete = stopped or not complete
         text = reply.text if reply.overflowed or end is None or len(end.text) < len(reply.text) else end.text
-        # Remember the turn before its final text shows, so a quick Regenerate or /history sees it.
+        # Remember the turn before its final text shows, so a quick Regenerate or /history sees it. A first
+        # message still being sent usually lands within a few ms: its id is then stored in the same write.
+        await reply.sends_settled(0.05)
         stored_ids = self._message_ids(reply)
         reply_id: int | None = None
         if request.private:
