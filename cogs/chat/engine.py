@@ -115,6 +115,8 @@ class TurnEngine:
         self.live: dict[str, LiveTurn] = {}
         self.finished: dict[str, None] = {}
         self.private: dict[str, TurnRequest] = {}
+        self.cutting = False
+        """Shutdown's grace period is over: replies being written are cut, turns not started are refused."""
 
     # --- taking part in line ------------------------------------------------------------------------
 
@@ -210,6 +212,8 @@ class TurnEngine:
             message_ids=request.user_message_ids,
         )
         await ticket.wait_for_dependency()
+        if self.cutting:  # shutting down past the grace period: a turn that has not started won't
+            raise FeatureUnavailable(SHUTTING_DOWN)
         if request.replaces is not None and (
             await self.store.latest_id(request.channel_id) != request.replaces[1]
         ):
@@ -229,7 +233,10 @@ class TurnEngine:
             messages=context.messages, model=model, max_tokens=self.max_tokens(reservation.plan)
         )
         key = self._new_key()
-        self.live[key] = LiveTurn()
+        self.live[key] = live = LiveTurn()
+        if self.cutting:  # the grace period ended while this turn read its history
+            live.interrupted = True
+            live.stop.set()
         try:
             await self._write(request, ticket, model, chat_request, key, reservation, first_shown)
             remember_recent(self.finished, key, None)  # a failed reply keeps no key: Stop tidies it up
@@ -412,6 +419,7 @@ class TurnEngine:
         if waiting:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waiting), grace)
+        self.cutting = True
         for live in list(self.live.values()):
             live.interrupted = True
             live.stop.set()
