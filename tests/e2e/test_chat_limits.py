@@ -77,3 +77,21 @@ async def test_max_tokens_follows_the_plan_and_a_runaway_reply_stops_at_the_page
     assert len(pages) == 2
     assert pages[-1]["content"].endswith(PAGE_CAP_NOTE.format(pages=2))
     assert all(len(page["content"]) <= 2000 for page in pages)
+
+
+async def test_a_full_channel_says_too_many_questions_are_waiting(
+    discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, tmp_path: Path
+) -> None:
+    gateway.chat_script = lambda body: ("Slow but sure.", 1.0)
+    settings = chat_settings(discord_emu, gateway, tmp_path, chat_queue_limit=1)
+    async with running_bot(discord_emu, settings):
+        me = discord_emu.bot_user.id
+        first = await discord_emu.send_message(world.member, world.general, f"<@{me}> one")
+        second = await discord_emu.send_message(world.admin, world.general, f"<@{me}> two")
+        refusal = await discord_emu.wait_for_message(
+            world.general, lambda m: m["_author_id"] == me and "too many questions" in m["content"]
+        )
+        assert refusal["message_reference"]["message_id"] == second["id"]
+        answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu))
+        assert answer["message_reference"]["message_id"] == first["id"]
+    assert len(gateway.requests_for("chat")) == 1
