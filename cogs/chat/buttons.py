@@ -114,7 +114,7 @@ class ButtonHandler:
             try:
                 button.disable()
                 await interaction.response.edit_message(view=button.view)
-                settings = await self.bot.guild_config.chat_settings(
+                settings = await self.engine.channel_settings(
                     request.guild_id, request.channel_id, request.parent_id
                 )
             except BaseException:

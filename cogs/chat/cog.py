@@ -111,7 +111,7 @@ class Chat(commands.Cog, name="Chat"):
         file: discord.Attachment | None,
     ) -> None:
         assert interaction.channel_id is not None
-        settings = await self.bot.guild_config.chat_settings(
+        settings = await self.engine.channel_settings(
             interaction.guild_id, interaction.channel_id, parent_id(channel)
         )
         check_enabled(settings)
@@ -224,7 +224,7 @@ class Chat(commands.Cog, name="Chat"):
             )
             return
         guild_id = message.guild.id if message.guild else None
-        settings = await self.bot.guild_config.chat_settings(
+        settings = await self.engine.channel_settings(
             guild_id, message.channel.id, parent_id(message.channel)
         )
         if not settings.answers_mentions:
@@ -281,7 +281,7 @@ class Chat(commands.Cog, name="Chat"):
         channel = interaction.channel
         if channel is None or interaction.channel_id is None:
             raise InvalidInput("There is no conversation here.")
-        settings = await self.bot.guild_config.chat_settings(
+        settings = await self.engine.channel_settings(
             interaction.guild_id, interaction.channel_id, parent_id(channel)
         )
         probe = Turn(role="user", content="", author_name=interaction.user.display_name)

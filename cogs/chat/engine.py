@@ -31,6 +31,7 @@ NOT_LATEST = "Only the latest reply in this channel can be regenerated."
 SHUTTING_DOWN = "I'm restarting right now; please ask again in a minute."
 # How many recently finished generations (Stop) and private turns (Regenerate) the engine remembers.
 RECENT_LIMIT = 1024
+SettingsKey = tuple[int | None, int, int | None]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ class TurnEngine:
         self.finished: dict[str, None] = {}
         self.private: dict[str, TurnRequest] = {}
         self.cutting = False
+        self._settings_reads: dict[
+            tuple[int | None, int, int | None], asyncio.Future[ChannelChatSettings]
+        ] = {}
         """Shutdown's grace period is over: replies being written are cut, turns not started are refused."""
 
     # --- taking part in line ------------------------------------------------------------------------
@@ -135,6 +139,21 @@ class TurnEngine:
 
     def leave(self, ticket: Ticket) -> None:
         self.gate.leave(ticket)
+
+    async def channel_settings(
+        self, guild_id: int | None, channel_id: int, parent_id: int | None
+    ) -> ChannelChatSettings:
+        """A channel's chat settings, read once for all the turns asking at the same moment: while one
+        read is under way, the others share its answer (nothing is kept once it is done)."""
+        key = (guild_id, channel_id, parent_id)
+        reading = self._settings_reads.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(
+                self.bot.guild_config.chat_settings(guild_id, channel_id, parent_id)
+            )
+            self._settings_reads[key] = reading
+            reading.add_done_callback(lambda _: self._settings_reads.pop(key, None))
+        return await asyncio.shield(reading)
 
     # --- a turn -------------------------------------------------------------------------------------
 
