@@ -33,7 +33,7 @@ async def main():
     emu = GatewayEmulator("openai")
     await emu.start()
     emu.stream_chunks = [f"token{i} " for i in range(int(sys.argv[2]))]
-    emu.stream_interval = float(sys.argv[3])
+    emu.chunk_interval = float(sys.argv[3])
     print(emu.base_url, flush=True)
     await asyncio.Event().wait()
 

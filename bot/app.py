@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -100,6 +101,8 @@ class Concord(commands.AutoShardedBot):
         # The shared services, built once here; cogs reach them as `self.bot.<name>` and build none.
         # Every write the bot makes in a channel goes through one budget, whichever cog makes it.
         self.write_budget = ChannelWriteBudget()
+        self.shutdown_hooks: list[Callable[[float], Awaitable[None]]] = []
+        """Run by `shutdown()` on SIGTERM/SIGINT; a cog with work in flight adds one in cog_load."""
         self.quotas = QuotaService(db_sessions)
         self.guild_config = GuildConfigService(db_sessions)
         self.conversations = ConversationStore(db_sessions)
@@ -171,6 +174,16 @@ class Concord(commands.AutoShardedBot):
         if user.id in self.settings.owner_ids:
             return True
         return await super().is_owner(user)
+
+    async def shutdown(self, grace: float) -> None:
+        """SIGTERM/SIGINT: each hook stops taking work and lets work in flight finish (up to `grace`
+        seconds), then the bot closes."""
+        for hook in list(self.shutdown_hooks):
+            try:
+                await hook(grace)
+            except Exception:
+                log.exception("A shutdown hook failed")
+        await self.close()
 
     async def close(self) -> None:
         if self.http_server is not None:

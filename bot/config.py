@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     chat_busy_wait: float = Field(
         default=5.0, ge=0, le=300, description="Seconds a turn waits for a free slot before 'busy' is shown."
     )
+    chat_queue_limit: int = Field(
+        default=10, ge=1, le=1000, description="Questions one channel may have waiting or running at once."
+    )
+    chat_max_tokens_free: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Longest reply (max_tokens) asked of a model on the free plan.",
+    )
+    chat_max_tokens_premium: int = Field(
+        default=4096, ge=1, le=1_000_000, description="Longest reply (max_tokens) on a premium plan."
+    )
+    chat_max_pages: int = Field(
+        default=5, ge=1, le=50, description="Messages one reply may fill before it is cut with a note."
+    )
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, le=600, description="Seconds replies in flight get to finish on SIGTERM/SIGINT."
+    )
     chat_attachment_max_bytes: int = Field(
         default=32 * 1024, ge=0, le=8 * 1024 * 1024, description="Largest text file /chat accepts, in bytes."
     )

@@ -142,6 +142,32 @@ async def scene_chat(demo: Demo) -> None:
     )
     demo.show_message(answer)
 
+    # Three people ask at once; the model answers the last question first, yet the replies appear in
+    # question order.
+    cy = emu.create_user("cy")
+    world.guild.add_member(cy)
+    questions = [
+        (world.member, "what is 2 + 2?", "2 + 2 = 4.", 0.6),
+        (world.admin, "name a primary colour", "Red is a primary colour.", 0.3),
+        (cy, "say hi", "Hi, cy!", 0.0),
+    ]
+    script = {question: (answer, delay) for _, question, answer, delay in questions}
+    demo.gateway.chat_script = lambda body: script[str(body["messages"][-1]["content"]).split("\n")[-1]]
+    asked = []
+    for user, question, _, _ in questions:
+        demo.say(f"{user.name} in #general", f"@Concord {question}  (all three at once)")
+        asked.append(await emu.send_message(user, world.general, f"<@{me}> {question}"))
+
+    def all_answered() -> bool:
+        done = [m for m in emu.messages(world.general) if m["_author_id"] == me and reply_is_final(m)]
+        return len([m for m in done if int(m["id"]) > int(asked[0]["id"])]) == len(questions)
+
+    await until(all_answered, 10)
+    first = int(asked[0]["id"])
+    for reply in [m for m in emu.messages(world.general) if m["_author_id"] == me and int(m["id"]) > first]:
+        demo.show_message(reply)
+    demo.gateway.chat_script = None
+
     itx = await demo.slash(world.member, "models", where=world.general)
     await itx.wait_for(lambda handle: bool(handle.original and handle.original["embeds"]), timeout=10)
     demo.show_message(itx.original, ephemeral=itx.ephemeral)

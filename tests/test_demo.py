@@ -17,6 +17,9 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Hi Bob! I can chat" in output  # /chat streamed to its final text
     assert "You asked what I can do" in output  # a mention, answered with the channel's memory
     assert "this DM is our own conversation" in output  # a DM message
+    # Three questions at once, the last answered first by the model, shown in question order.
+    answers = [output.index(a) for a in ("2 + 2 = 4.", "Red is a primary colour.", "Hi, cy!")]
+    assert answers == sorted(answers)
     assert "Chat models" in output  # /models
     assert "Settings of Concord Test" in output  # /config show
     assert "Usage of bob" in output  # /usage

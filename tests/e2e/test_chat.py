@@ -595,24 +595,29 @@ async def test_stop_on_a_reply_cut_off_by_a_restart_says_it_is_finished(
 # --- concurrency and limits ---------------------------------------------------------------------------
 
 
-async def test_two_channels_run_in_parallel_while_one_channel_stays_ordered(
+async def test_turns_run_at_once_unless_one_builds_on_another_and_post_in_question_order(
     discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
 ) -> None:
     gateway.hold = asyncio.Event()
     gateway.stream_chunks = ["one ", "two"]
     me = discord_emu.bot_user.id
     await discord_emu.send_message(world.member, world.general, f"<@{me}> first")
-    await discord_emu.send_message(world.admin, world.general, f"<@{me}> second")
+    await discord_emu.send_message(world.member, world.general, f"<@{me}> second")  # same author: waits
+    await discord_emu.send_message(world.admin, world.general, f"<@{me}> third")
     await discord_emu.send_message(world.member, world.thread, f"<@{me}> elsewhere")
-    # The held streams: one per channel; general's second turn waits for its first.
-    await until(lambda: len(gateway.requests_for("chat")) == 2)
+    # Held streams: every turn but the one that builds on an unfinished turn asks the model at once.
+    await until(lambda: len(gateway.requests_for("chat")) == 3)
     await asyncio.sleep(0.05)
-    assert len(gateway.requests_for("chat")) == 2
+    asked = sorted(r.json["messages"][-1]["content"].split("\n")[-1] for r in gateway.requests_for("chat"))
+    assert asked == ["elsewhere", "first", "third"]
     gateway.hold.set()
-    await until(lambda: len([m for m in bot_messages(discord_emu, world.general) if is_final(m)]) == 2, 8)
+    await until(lambda: len([m for m in bot_messages(discord_emu, world.general) if is_final(m)]) == 3, 8)
     requests = [r.json["messages"][-1]["content"] for r in gateway.requests_for("chat")]
-    assert requests[2].endswith("second")
-    assert len(sent_messages(gateway, 2)) == 4  # the second turn saw the first one's exchange
+    assert requests[3].endswith("second")
+    assert len(sent_messages(gateway, 3)) == 4  # the second turn saw the first one's exchange
+    replied_to = [m["message_reference"]["message_id"] for m in bot_messages(discord_emu, world.general)]
+    questions = [m["id"] for m in discord_emu.messages(world.general) if m["_author_id"] != me]
+    assert replied_to == questions  # first messages in question order
 
 
 async def test_a_user_beyond_the_global_cap_is_told_the_bot_is_busy(

@@ -84,8 +84,6 @@ class GatewayEmulator:
     api_key: str | None = None
     reply: str = ""
     stream_chunks: list[str] | None = None
-    stream_interval: float = 0.0
-    """Seconds between streamed chat chunks (0: as fast as the socket takes them)."""
     vision_reply: str = "A blue square on a white background."
     ask_chunks: list[tuple[str, str]] = field(
         default_factory=lambda: [
@@ -94,6 +92,12 @@ class GatewayEmulator:
         ]
     )
     suno_polls_before_finished: int = 2
+    chat_script: Callable[[dict[str, Any]], tuple[str, float]] | None = None
+    """Per request: (reply text, seconds before the first streamed token), chosen from the request body."""
+    chunk_interval: float = 0.0
+    """Seconds between streamed chunks (a model's token rate)."""
+    streamed: list[tuple[float, str]] = field(default_factory=list)
+    """(monotonic time, text) of every streamed chunk, in the order written."""
     purlabs_records: bool = True
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -310,8 +314,11 @@ class GatewayEmulator:
             self.profile, "gpt-4o-mini"
         )
         text = self._reply_for(body)
+        first_token_delay = 0.0
+        if self.chat_script is not None:
+            text, first_token_delay = self.chat_script(body)
         if body.get("stream"):
-            return await self._chat_stream(request, model, text)
+            return await self._chat_stream(request, model, text, first_token_delay)
         n = body.get("n", 1) if isinstance(body.get("n"), int) else 1
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if self.profile == "digicord":
@@ -347,7 +354,9 @@ class GatewayEmulator:
                 }
         return web.json_response(response)
 
-    async def _chat_stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
+    async def _chat_stream(
+        self, request: web.Request, model: str, text: str, first_token_delay: float = 0.0
+    ) -> web.StreamResponse:
         fault = request.get(FAULT)
         chunks = self.stream_chunks if self.stream_chunks is not None else _words(text)
         response = web.StreamResponse(
@@ -367,12 +376,15 @@ class GatewayEmulator:
             return f"data: {json.dumps(data)}\n\n".encode()
 
         await response.write(event({"role": "assistant", "content": ""}))
+        if first_token_delay:
+            await asyncio.sleep(first_token_delay)
         for i, piece in enumerate(chunks):
             if await self._stream_fault(request, response, fault, i):
                 return response
+            if i and self.chunk_interval:
+                await asyncio.sleep(self.chunk_interval)
             await response.write(event({"content": piece}))
-            if self.stream_interval:
-                await asyncio.sleep(self.stream_interval)
+            self.streamed.append((time.monotonic(), piece))
         if await self._stream_fault(request, response, fault, len(chunks)):
             return response
         await response.write(event({}, "stop"))
