@@ -6,6 +6,7 @@ import discord
 
 from bot.errors import InvalidInput
 from bot.services.conversations import clean_display_name
+from bot.services.fetcher import GuardedFetcher
 
 TEXT_EXTENSIONS = frozenset(
     {
@@ -45,13 +46,15 @@ def check_attachment(file: discord.Attachment, max_bytes: int) -> None:
         raise InvalidInput("Only text files can be attached to /chat.")
 
 
-async def read_attachment(file: discord.Attachment, max_bytes: int) -> str:
-    """The file as a fenced block to append to the prompt (it counts toward the input limit)."""
-    data = await file.read()
-    if len(data) > max_bytes:
-        raise InvalidInput(f"That file is larger than {max_bytes:,} bytes.")
+async def read_attachment(file: discord.Attachment, max_bytes: int, fetcher: GuardedFetcher) -> str:
+    """The file as a fenced block to append to the prompt (it counts toward the input limit).
+
+    Downloaded through the guarded fetcher like every URL the bot fetches: the size is capped while
+    reading and the bytes must be UTF-8 text whatever the declared type says.
+    """
+    fetched = await fetcher.fetch(file.url, max_bytes=max_bytes, expect="text", filename=file.filename)
     try:
-        body = data.decode("utf-8")
+        body = fetched.data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("That file isn't UTF-8 text.") from None
     name = clean_display_name(file.filename)

@@ -128,7 +128,7 @@ class Chat(commands.Cog, name="Chat"):
             await interaction.response.defer(thinking=True, ephemeral=private)
             text = prompt
             if file is not None:  # the file's text counts toward the input limit too (checked in the turn)
-                text += await read_attachment(file, self.settings.chat_attachment_max_bytes)
+                text += await read_attachment(file, self.settings.chat_attachment_max_bytes, self.bot.fetcher)
             request = TurnRequest(
                 channel_id=interaction.channel_id,
                 guild_id=interaction.guild_id,

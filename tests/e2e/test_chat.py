@@ -19,6 +19,7 @@ from bot.app import Concord
 from bot.discordkit.live_reply import INCOMPLETE_NOTE, INTERRUPTED_NOTE, STOPPED_NOTE, WRITING_MARKER
 from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority
+from bot.services.fetcher import GuardedFetcher
 from bot.store.models import ConversationMessage, GuildSettings, QuotaUsage
 from tests.e2e.harness import (
     REGENERATE_BUTTON,
@@ -663,6 +664,32 @@ async def test_attachments_over_the_cap_are_refused_before_download(
     small = ("notes.txt", b"the password is swordfish", "text/plain")
     await chat(discord_emu, world.member, world.general, "read this", file=small)
     assert "swordfish" in sent_messages(gateway)[-1]["content"]
+
+
+async def test_attachments_are_downloaded_through_the_guarded_fetcher(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    # Declared as text, but PNG bytes: the fetcher checks the first bytes, not the declared type.
+    disguised = ("notes.txt", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "text/plain")
+    itx = await discord_emu.run_command(
+        world.member, "chat", {"prompt": "read this", "file": disguised}, channel=world.general
+    )
+    await until(lambda: bool(itx.original and itx.original["content"]))
+    assert "not plain UTF-8 text" in itx.original["content"]
+    assert gateway.requests_for("chat") == []
+    # The emulated CDN is on loopback: without the test allowlist the fetcher refuses to go there.
+    allowing, chat_bot.fetcher = chat_bot.fetcher, GuardedFetcher()
+    try:
+        plain = ("notes.txt", b"plain words", "text/plain")
+        refused = await discord_emu.run_command(
+            world.member, "chat", {"prompt": "read this", "file": plain}, channel=world.general
+        )
+        await until(lambda: bool(refused.original and refused.original["content"]))
+    finally:
+        await chat_bot.fetcher.close()
+        chat_bot.fetcher = allowing
+    assert gateway.requests_for("chat") == []
+    assert "127.0.0.1" not in refused.original["content"]
 
 
 async def test_models_and_autocomplete(
