@@ -155,6 +155,14 @@ class ProviderClient:
                 return learnt
         return profiles.DOCUMENTED_DEFAULTS.get(p.profile.name, {}).get(kind)
 
+    def default_chat_model(self) -> str | None:
+        """The model a chat request that names none is sent with on the first provider offering chat:
+        what the quota's closed-source check judges such a request by."""
+        for p in self._providers:
+            if C.CHAT in p.capabilities:
+                return self.default_model(p.name, "chat")
+        return None
+
     async def _with_model(self, p: _Provider, body: dict[str, Any]) -> dict[str, Any]:
         """`body` with a model: a provider with no default from config or docs learns one, once, as
         the first model of its `/models` list, when it is first asked to chat without one."""

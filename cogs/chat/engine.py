@@ -18,7 +18,7 @@ from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
 from bot.providers.types import ChatRequest, StreamEnd
 from bot.services.conversations import BudgetUnit, Turn, build_context
 from bot.services.guild_config import ChannelChatSettings
-from bot.services.quotas import Plan, Reservation, chat_feature_for
+from bot.services.quotas import Feature, Plan, Reservation
 from bot.services.turn_gate import Ticket, TurnGate
 from cogs.chat.views import RegenerateButton, StopButton, buttons
 
@@ -194,7 +194,10 @@ class TurnEngine:
     ) -> Reservation:
         """The one place chat charges quota: taken before the provider call, refunded if the call fails.
         Taking it resolves the caller's plan (`reservation.plan`), which the turn then uses throughout."""
-        feature = chat_feature_for(model or "")
+        # Closed-source by the providers' own patterns (defaults plus each provider's `closed_source`).
+        providers = self.bot.providers
+        closed = providers.is_closed_source(model or providers.default_chat_model() or "")
+        feature = Feature.CLOSED_LLM if closed else Feature.LLM
         return self.quotas.reserve(user.id, feature, guild_id=guild_id, role_ids=role_ids(user))
 
     def history_room(self, system_prompt: str | None, prompt: Turn) -> tuple[int, BudgetUnit]:

@@ -95,3 +95,20 @@ async def test_a_full_channel_says_too_many_questions_are_waiting(
         answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu))
         assert answer["message_reference"]["message_id"] == first["id"]
     assert len(gateway.requests_for("chat")) == 1
+
+
+async def test_closed_source_patterns_from_provider_config_pick_the_stricter_quota(
+    discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, tmp_path: Path
+) -> None:
+    providers = tmp_path / "closed.toml"
+    providers.write_text(
+        f'[[provider]]\nname = "house"\nprofile = "openai"\nbase_url = "{gateway.base_url}"\n'
+        'default_model = "house-secret-1"\nclosed_source = ["house-secret-*"]\nretries = 0\n'
+    )
+    settings = chat_settings(discord_emu, gateway, tmp_path).model_copy(update={"providers_file": providers})
+    async with running_bot(discord_emu, settings) as bot:
+        await chat(discord_emu, world.member, world.general, "hello")
+        assert gateway.requests_for("chat")[-1].json["model"] == "house-secret-1"
+        async with bot.db_sessions() as session:
+            features = set((await session.scalars(select(QuotaUsage.feature))).all())
+    assert features == {"closed_llm"}
