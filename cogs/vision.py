@@ -18,7 +18,7 @@ from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
 from bot.providers import Capability, VisionResult
 from bot.services.image_options import PROMPT_MAX, ImageSettings, Offer, imagine_settings, offer_of
 from bot.services.quotas import Feature
-from bot.services.vision import NO_IMAGE, PROMPT_QUESTION, check_image_attachment
+from bot.services.vision import NO_IMAGE, NO_VISION, PROMPT_QUESTION, check_image_attachment
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VISION_COLOUR = 0x57F287
-NO_VISION = "No configured AI service can look at images."
 
 
 class Vision(commands.Cog):

@@ -18,6 +18,7 @@ PROMPT_QUESTION = (
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 NO_IMAGE = "That message has no image attached, so there is nothing to describe."
+NO_VISION = "No configured AI service can look at images."
 
 
 @dataclass(frozen=True)

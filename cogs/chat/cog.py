@@ -22,7 +22,7 @@ from bot.services.conversations import Turn, clean_display_name
 from bot.services.turn_gate import Ticket
 from cogs.chat.attachments import check_attachment, read_attachment
 from cogs.chat.buttons import ButtonHandler
-from cogs.chat.engine import TurnEngine, TurnRequest, check_enabled, check_input, parent_id
+from cogs.chat.engine import TurnEngine, TurnRequest, check_enabled, check_input, image_question, parent_id
 from cogs.chat.history import export_files
 from cogs.chat.views import RegenerateButton, StopButton
 
@@ -117,17 +117,18 @@ class Chat(commands.Cog, name="Chat"):
         check_enabled(settings)
         if model is not None:
             await self._check_model(model)
-        if file is not None:
+        asked_image = await image_question(self.bot, [file], interaction.guild_id) if file else None
+        if file is not None and asked_image is None:
             check_attachment(file, self.settings.chat_attachment_max_bytes)
         # Quota before the defer: a denial (or an over-long prompt) is the first, private answer.
         quota_model = model or settings.model or self.settings.chat_default_model
         async with self.engine.reserve_quota(
-            interaction.user, interaction.guild_id, quota_model
+            interaction.user, interaction.guild_id, quota_model, image=asked_image is not None
         ) as reservation:
             check_input(prompt, reservation.plan, settings)
             await interaction.response.defer(thinking=True, ephemeral=private)
             text = prompt
-            if file is not None:  # the file's text counts toward the input limit too (checked in the turn)
+            if file is not None and asked_image is None:  # the file's text counts toward the input limit
                 text += await read_attachment(file, self.settings.chat_attachment_max_bytes, self.bot.fetcher)
             request = TurnRequest(
                 channel_id=interaction.channel_id,
@@ -139,6 +140,8 @@ class Chat(commands.Cog, name="Chat"):
                 private=private,
                 target=InteractionTarget(interaction, ephemeral=private),
                 reservation=reservation,
+                image=asked_image[0] if asked_image else None,
+                vision_model=asked_image[1] if asked_image else None,
             )
             await self.engine.run(request, ticket, settings)
 
@@ -230,7 +233,8 @@ class Chat(commands.Cog, name="Chat"):
         if not settings.answers_mentions:
             return  # chat is off or not chosen here: stay quiet rather than refuse every mention
         prompt = self._strip_my_mention(message.content)
-        if not prompt:
+        asked_image = await image_question(self.bot, message.attachments, guild_id)
+        if not prompt and asked_image is None:
             if message.content or message.guild is None:
                 await self._reply_text(
                     message, "Ask me something: mention me with a question, or use `/chat`."
@@ -247,6 +251,8 @@ class Chat(commands.Cog, name="Chat"):
             target=ChannelTarget(message.channel, message.channel.id, message),
             typing_channel=message.channel,
             user_message_ids=(message.id,),
+            image=asked_image[0] if asked_image else None,
+            vision_model=asked_image[1] if asked_image else None,
         )
         await self.engine.run(request, ticket, settings)
 

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,12 @@ import discord
 
 from bot.discordkit.live_reply import LiveReply, ReplyTarget
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
-from bot.providers.types import ChatRequest, StreamEnd
-from bot.services.conversations import BudgetUnit, Turn, build_context
+from bot.providers.types import ChatChunk, ChatRequest, StreamEnd
+from bot.services.conversations import BudgetUnit, Turn, build_context, clean_display_name
 from bot.services.guild_config import ChannelChatSettings
 from bot.services.quotas import Feature, Plan, Reservation
 from bot.services.turn_gate import Ticket, TurnGate
+from bot.services.vision import NO_VISION, ImageAttachment, check_image_attachment
 from cogs.chat.views import RegenerateButton, StopButton, buttons
 
 if TYPE_CHECKING:
@@ -55,6 +57,17 @@ class TurnRequest:
     """Regenerate: (prompt id, reply id) of the stored turn being redone."""
     reservation: Reservation | None = None
     """Quota already taken by the caller (/chat takes it before deferring, so a denial stays private)."""
+    image: ImageAttachment | None = None
+    """An image attached to the question: a vision model answers it (and VISION quota is charged)."""
+    vision_model: str | None = None
+    """The server's default vision model, for a question with an image."""
+
+    @property
+    def remembered_prompt(self) -> str:
+        """The question as history keeps it: an attached image is noted by name."""
+        if self.image is None:
+            return self.prompt
+        return f"{self.prompt}\n[attached image: {clean_display_name(self.image.filename)}]".strip()
 
 
 @dataclass(eq=False)
@@ -85,6 +98,25 @@ def check_enabled(settings: ChannelChatSettings) -> None:
     refusal = settings.refusal()
     if refusal is not None:
         raise FeatureUnavailable(refusal)
+
+
+async def image_question(
+    bot: Concord, files: Sequence[discord.Attachment], guild_id: int | None
+) -> tuple[ImageAttachment, str | None] | None:
+    """The first image attached to a question, checked before any download, with the server's vision
+    model; None when nothing attached is an image (text files are /chat's own business)."""
+    file = next((f for f in files if (f.content_type or "").startswith("image/")), None)
+    if file is None:
+        return None
+    if not bot.vision.available:
+        raise FeatureUnavailable(NO_VISION)
+    await bot.guild_config.ensure_enabled(guild_id, "vision")
+    model = (await bot.guild_config.get(guild_id)).vision_model if guild_id is not None else None
+    image = ImageAttachment(
+        url=file.url, filename=file.filename, content_type=file.content_type, size=file.size
+    )
+    check_image_attachment(image, max_bytes=bot.vision.max_bytes)
+    return image, model
 
 
 def check_input(text: str, plan: Plan | None, settings: ChannelChatSettings) -> None:
@@ -168,7 +200,9 @@ class TurnEngine:
             quota = (
                 contextlib.nullcontext(request.reservation)
                 if request.reservation is not None
-                else self.reserve_quota(request.author, request.guild_id, model)
+                else self.reserve_quota(
+                    request.author, request.guild_id, model, image=request.image is not None
+                )
             )
             stores_question = request.replaces is None and not request.private
             begun = self._begin(request, model) if stores_question else None
@@ -190,14 +224,24 @@ class TurnEngine:
             self.leave(ticket)
 
     def reserve_quota(
-        self, user: discord.User | discord.Member, guild_id: int | None, model: str | None
+        self,
+        user: discord.User | discord.Member,
+        guild_id: int | None,
+        model: str | None,
+        *,
+        image: bool = False,
     ) -> Reservation:
         """The one place chat charges quota: taken before the provider call, refunded if the call fails.
-        Taking it resolves the caller's plan (`reservation.plan`), which the turn then uses throughout."""
-        # Closed-source by the providers' own patterns (defaults plus each provider's `closed_source`).
+        Taking it resolves the caller's plan (`reservation.plan`), which the turn then uses throughout.
+        A question about an image is a vision call; otherwise closed-source models (the providers' own
+        patterns: defaults plus each provider's `closed_source`) have their stricter allowance."""
         providers = self.bot.providers
-        closed = providers.is_closed_source(model or providers.default_chat_model() or "")
-        feature = Feature.CLOSED_LLM if closed else Feature.LLM
+        if image:
+            feature = Feature.VISION
+        elif providers.is_closed_source(model or providers.default_chat_model() or ""):
+            feature = Feature.CLOSED_LLM
+        else:
+            feature = Feature.LLM
         return self.quotas.reserve(user.id, feature, guild_id=guild_id, role_ids=role_ids(user))
 
     def history_room(self, system_prompt: str | None, prompt: Turn) -> tuple[int, BudgetUnit]:
@@ -226,7 +270,7 @@ class TurnEngine:
         author = request.author
         prompt = Turn(
             role="user",
-            content=request.prompt,
+            content=request.remembered_prompt,
             author_id=author.id,
             author_name=author.display_name,
             # The model the user asked for (None: the channel's default), so Regenerate asks the same way.
@@ -270,7 +314,7 @@ class TurnEngine:
         author = request.author
         prompt = Turn(
             role="user",
-            content=request.prompt,
+            content=request.remembered_prompt,
             author_id=author.id,
             author_name=author.display_name,
             model=request.model,
@@ -337,7 +381,7 @@ class TurnEngine:
         shown_watch = self.spawn(self._relay_first_shown(reply, ticket, first_shown))
         try:
             async with self.gate.slot():  # the bot-wide cap covers the provider call only
-                end, stopped = await self._stream(chat_request, reply, live.stop)
+                end, stopped = await self._stream(chat_request, reply, live.stop, request)
             reservation.keep()
         except BaseException:
             await reply.abandon()
@@ -391,8 +435,17 @@ class TurnEngine:
         ticket.posted.set()
         first_shown.set()
 
+    async def _vision_answer(
+        self, image: ImageAttachment, question: str, model: str | None
+    ) -> AsyncGenerator[ChatChunk | StreamEnd, None]:
+        """A vision model's answer about `image`, shaped as a one-chunk stream so it is shown, stored
+        and buttoned like any reply."""
+        result = await self.bot.vision.describe(image, question or None, model=model)
+        yield ChatChunk(text=result.text, provider=result.provider)
+        yield StreamEnd(complete=True, provider=result.provider, text=result.text)
+
     async def _stream(
-        self, chat_request: ChatRequest, reply: LiveReply, stop: asyncio.Event
+        self, chat_request: ChatRequest, reply: LiveReply, stop: asyncio.Event, request: TurnRequest
     ) -> tuple[StreamEnd | None, bool]:
         """Feed the stream into the reply until it ends, the page cap is reached, or Stop is pressed."""
         providers = self.bot.providers
@@ -400,7 +453,11 @@ class TurnEngine:
 
         async def consume() -> StreamEnd | None:
             nonlocal got_text
-            stream = providers.chat_stream(chat_request)
+            stream = (
+                self._vision_answer(request.image, request.prompt, request.vision_model)
+                if request.image is not None
+                else providers.chat_stream(chat_request)
+            )
             async with aclosing(stream) as items:  # an async generator
                 async for item in items:
                     if isinstance(item, StreamEnd):

@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 from PIL import Image
+from sqlalchemy import select
 
-from tests.e2e.harness import World, custom_ids, running_bot
+from bot.store.models import ConversationMessage, QuotaUsage
+from tests.e2e.harness import World, custom_ids, final_from, running_bot, until
 from tests.e2e.test_images import command, finished, gateways, image_settings, press
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import media
@@ -148,3 +150,49 @@ async def test_non_images_and_oversized_files_are_refused_before_download(
             assert itx.original["content"].startswith("⚠️")
             assert "image" in itx.original["content"]
             assert gws[0].requests_for("chat") == []
+
+
+async def test_an_image_in_a_chat_mention_is_answered_by_a_vision_model_and_remembered(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    async with (
+        gateways("digicord") as gws,
+        running_bot(discord_emu, image_settings(discord_emu, tmp_path, gws)) as bot,
+    ):
+        me = discord_emu.bot_user.id
+        await discord_emu.send_message(
+            world.member, world.general, f"<@{me}> what is this?", attachments=[("cat.png", PNG, "image/png")]
+        )
+        answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu))
+        assert answer["content"] == gws[0].vision_reply
+        [request] = gws[0].requests_for("chat")
+        parts = request.json["messages"][-1]["content"]
+        assert parts[0] == {"type": "text", "text": "what is this?"}
+        async with bot.db_sessions() as session:
+            features = set((await session.scalars(select(QuotaUsage.feature))).all())
+            stored = (await session.scalars(select(ConversationMessage.content))).all()
+        assert features == {"vision"}
+        assert stored == ["what is this?\n[attached image: cat.png]", gws[0].vision_reply]
+        # A plain follow-up is ordinary chat, and its context carries the exchange about the image.
+        await discord_emu.send_message(world.member, world.general, f"<@{me}> and its name?")
+        await until(lambda: len(gws[0].requests_for("chat")) == 2)
+        context = str(gws[0].requests_for("chat")[-1].json["messages"])
+        assert "[attached image: cat.png]" in context and gws[0].vision_reply in context
+
+
+async def test_an_oversized_image_in_a_mention_is_refused_before_download(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    async with (
+        gateways("digicord") as gws,
+        running_bot(discord_emu, image_settings(discord_emu, tmp_path, gws)),
+    ):
+        me = discord_emu.bot_user.id
+        big = noisy_png(64)
+        await discord_emu.send_message(
+            world.member, world.general, f"<@{me}> look", attachments=[("huge.png", big * 2000, "image/png")]
+        )
+        refusal = await discord_emu.wait_for_message(world.general, lambda m: m["author"]["id"] == str(me))
+        assert "MiB" in refusal["content"]
+        assert gws[0].requests_for("chat") == []
+        assert not [r for r in discord_emu.requests if "/attachments/" in r.path]
