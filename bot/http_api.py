@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-import discord
 from aiohttp import web
 
-from bot.discordkit.embeds import message_kwargs
+from bot.discordkit.send_data_post import PostOrigin, PostRefused, post_send_data
 from bot.services.api_keys import KeyInfo
 from bot.services.quotas import Denial, Window, WindowCounter
-from bot.services.send_data import SendDataInvalid, parse_payload
 from bot.store.engine import ping as ping_database
 
 if TYPE_CHECKING:
@@ -94,39 +91,20 @@ class SendDataServer:
 
     async def send_data(self, request: web.Request) -> web.Response:
         key: KeyInfo | None = None
-        channel_id: int | None = None
         try:
             key = await self._authenticate(request)
             await self._rate_limit(key)
             body = await self._read_body(request)
-            try:
-                data = json.loads(body)
-            except json.JSONDecodeError as exc:
-                raise Refused(400, "invalid_json", f"The body is not valid JSON ({exc.msg}).") from None
-            try:
-                payload = parse_payload(data, require_channel=True)
-            except SendDataInvalid as exc:
-                problems = exc.as_json()["problems"]
-                raise Refused(
-                    400, "invalid_payload", exc.user_message, extra={"problems": problems}
-                ) from None
-            channel_id = payload.channel_snowflake
-            assert channel_id is not None
-            channel = self._channel_for(key, channel_id)
-            try:
-                message = await channel.send(**message_kwargs(payload))
-            except discord.Forbidden:
-                raise Refused(403, "bot_forbidden", "The bot may not post in that channel.") from None
-            except discord.HTTPException as exc:
-                log.warning("send-data post to %s failed: %s %s", channel_id, exc.status, exc.text[:200])
-                raise Refused(
-                    502, "discord_error", "Discord refused the message; nothing was posted."
-                ) from None
         except Refused as refused:
-            await self._audit(request, key, channel_id, refused.status, f"{refused.error}: {refused.message}")
+            await self._audit(request, key, refused.status, f"{refused.error}: {refused.message}")
             return refused.response()
-        await self._audit(request, key, channel_id, 200, "posted", message_id=message.id)
-        return web.json_response({"ok": True, "id": str(message.id), "channelId": str(channel_id)})
+        assert key is not None
+        origin = PostOrigin("http", key.guild_id, api_key_id=key.id, remote=request.remote)
+        try:
+            message = await post_send_data(self.bot, body, origin)
+        except PostRefused as refused:
+            return web.json_response(refused.as_json(), status=refused.status)
+        return web.json_response({"ok": True, "id": str(message.id), "channelId": str(message.channel.id)})
 
     async def _authenticate(self, request: web.Request) -> KeyInfo:
         secret = bearer_key(request)
@@ -175,26 +153,12 @@ class SendDataServer:
         except UnicodeDecodeError:
             raise Refused(400, "invalid_json", "The body is not UTF-8 JSON.") from None
 
-    def _channel_for(self, key: KeyInfo, channel_id: int) -> discord.abc.Messageable:
-        channel = self.bot.get_channel(channel_id)
-        if channel is None:
-            raise Refused(404, "unknown_channel", "The bot can't see a channel with that id.")
-        guild = getattr(channel, "guild", None)
-        if guild is None or guild.id != key.guild_id:
-            raise Refused(403, "wrong_guild", "This key can only post in channels of its own server.")
-        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
-            raise Refused(400, "invalid_payload", "`channelId` is not a channel messages can be posted in.")
-        return channel
-
     async def _audit(
         self,
         request: web.Request,
         key: KeyInfo | None,
-        channel_id: int | None,
         status: int,
         detail: str,
-        *,
-        message_id: int | None = None,
     ) -> None:
         try:
             await self.audit.record(
@@ -203,8 +167,6 @@ class SendDataServer:
                 detail=detail,
                 api_key_id=key.id if key else None,
                 guild_id=key.guild_id if key else None,
-                channel_id=channel_id,
-                message_id=message_id,
                 remote=request.remote,
             )
         except Exception:

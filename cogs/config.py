@@ -159,9 +159,10 @@ class Config(
                 return
             channel = interaction.guild.get_channel(settings.log_channel_id)
             if isinstance(channel, discord.TextChannel):
-                await channel.send(
-                    f"⚙️ {interaction.user.mention} changed {what}.",
-                    allowed_mentions=discord.AllowedMentions.none(),
+                text = f"⚙️ {interaction.user.mention} changed {what}."
+                await self.bot.write_budget.write(
+                    channel.id,
+                    lambda: channel.send(text, allowed_mentions=discord.AllowedMentions.none()),
                 )
         except discord.HTTPException:
             log.info("Could not post to the log channel of guild %s", interaction.guild.id)

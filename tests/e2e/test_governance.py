@@ -24,6 +24,7 @@ from tests.e2e.harness import (
     text_of,
     write_providers_file,
 )
+from tests.e2e.test_http_api import MALFORMED
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator
 
@@ -134,10 +135,12 @@ async def test_each_setting_round_trips_into_show_and_audit(
     )
     audit = text_of(await run(discord_emu, world.admin, "config audit", world.general))
     assert "role_plan" in audit and "chat_model" in audit and f"<@{world.admin.id}>" in audit
-    # The log channel announces changes made after it was set.
+    # The log channel announces changes made after it was set, through the channel's write budget.
+    writes_before = bot.write_budget.stats.writes
     await run(discord_emu, world.admin, "config capability", world.general, name="songs", enabled=True)
     announced = await discord_emu.wait_for_message(world.general, lambda m: "changed songs" in m["content"])
     assert f"<@{world.admin.id}>" in announced["content"]
+    assert bot.write_budget.stats.writes == writes_before + 1
 
 
 async def test_invalid_settings_are_refused_and_not_recorded(
@@ -289,3 +292,26 @@ async def test_owner_commands_are_for_owners_only(
     reloaded = await run(discord_emu, world.admin, "owner reload", world.general, extension="cogs.usage")
     assert "Reloaded `cogs.usage`" in reloaded.original["content"]
     assert "10/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
+
+
+@pytest.mark.parametrize(
+    ("raw", "sentence"),
+    [
+        # The option holds at most 6000 characters; the sentence is the endpoint's for 50,000 brackets.
+        ("[" * 3000, "`payload` nests brackets deeper than 32 levels."),
+        ('{"channelId": "²", "content": "x"}', "`channelId` must be a channel id"),
+        ('{"channelId": "' + "7" * 5000 + '", "content": "x"}', "`channelId` must be a channel id"),
+        ('{"channelId": ' + "7" * 5000 + ', "content": "x"}', "`payload` is not JSON"),
+    ],
+    ids=["nested", "superscript", "long id", "long number"],
+)
+async def test_embed_send_answers_malformed_json_with_the_endpoints_sentence(
+    discord_emu: DiscordEmulator, world: World, bot: Concord, raw: str, sentence: str
+) -> None:
+    assert sentence in {expected for _, _, expected in MALFORMED}
+    itx = await run(discord_emu, world.admin, "embed send", world.general, channel=world.general, json=raw)
+    assert itx.ephemeral and itx.original["content"].startswith(sentence)
+    assert "error id" not in itx.original["content"].lower()
+    async with bot.db_sessions() as session:
+        statuses = list(await session.scalars(select(SendDataAudit.status)))
+    assert statuses == [400]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -17,7 +18,16 @@ import bot.http_api as http_api
 from bot.app import Concord
 from bot.services.api_keys import ApiKeyService
 from bot.store.models import SendDataAudit
-from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url
+from tests.e2e.harness import (
+    World,
+    chat_settings,
+    emulator_settings,
+    final_from,
+    running_bot,
+    sqlite_url,
+    until,
+)
+from tests.e2e.test_chat import PacedGateway
 from tests.emulators.discord_emulator import DiscordEmulator
 
 RATE_LIMIT = 5
@@ -248,3 +258,59 @@ async def test_healthz(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> N
     async with endpoint.http.get(f"{endpoint.base}/healthz") as response:
         assert response.status == 503
         assert (await response.json())["database"] is False
+
+
+# Malformed input is a 400 naming the field (never a 500); `/embed send` answers with the same sentence
+# (tests/e2e/test_governance.py checks that side against these).
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("nested", b"[" * 50_000, "`payload` nests brackets deeper than 32 levels."),
+    ("superscript", '{"channelId": "²", "content": "x"}'.encode(), "`channelId` must be a channel id"),
+    ("long id", b'{"channelId": "' + b"7" * 5000 + b'", "content": "x"}', "`channelId` must be a channel id"),
+    ("long number", b'{"channelId": ' + b"7" * 5000 + b', "content": "x"}', "`payload` is not JSON"),
+]
+
+
+@pytest.mark.parametrize(("raw", "sentence"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+async def test_malformed_input_is_a_400_naming_the_field(
+    discord_emu: DiscordEmulator, world: World, endpoint: Endpoint, raw: bytes, sentence: str
+) -> None:
+    status, answer, _ = await endpoint.post(None, raw=raw)
+    assert status == 400, answer
+    assert answer["error"] in {"invalid_json", "invalid_payload"}
+    assert answer["message"].startswith(sentence)
+    assert answer["problems"][0]["field"] in {"payload", "channelId"}
+    assert bot_posts(discord_emu, world.general) == []
+    assert [s for s, _ in await audit(endpoint.bot)] == [400]
+
+
+async def test_posts_share_the_channel_budget_with_a_streamed_reply(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    gateway = PacedGateway("openai", reply="unused")
+    gateway.stream_chunks = [f"token{i} " for i in range(30)]
+    gateway.chunk_delay = 0.1  # a 3-second stream
+    await gateway.start()
+    try:
+        settings = chat_settings(
+            discord_emu, gateway, tmp_path, http_port=0, send_data_rate_limit=100, chat_edit_interval=0.5
+        )
+        async with running_bot(discord_emu, settings) as bot, aiohttp.ClientSession() as http:
+            assert bot.http_server is not None
+            created = await bot.api_keys.create(world.guild.id, "ci", world.admin.id)
+            endpoint = Endpoint(bot, f"http://127.0.0.1:{bot.http_server.port}", created.key, http, None)
+            me = discord_emu.bot_user.id
+            await discord_emu.send_message(world.member, world.general, f"<@{me}> go")
+            await until(lambda: len(bot_posts(discord_emu, world.general)) == 1)  # the reply has begun
+            posts = await asyncio.gather(
+                *(
+                    endpoint.post({"channelId": str(world.general.id), "content": f"news {i}"})
+                    for i in range(6)
+                )
+            )
+            answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu), timeout=20)
+    finally:
+        await gateway.close()
+    assert [status for status, _, _ in posts] == [200] * 6
+    assert answer["content"] == "".join(gateway.stream_chunks).strip()
+    assert {m["content"] for m in bot_posts(discord_emu, world.general)} >= {f"news {i}" for i in range(6)}
+    assert discord_emu.rate_limited == []
