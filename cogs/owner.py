@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -15,7 +16,7 @@ from bot.discordkit.checks import NotOwner
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.responses import reply
 from bot.errors import ConcordError, InvalidInput
-from bot.providers.types import Capability
+from bot.providers.types import Capability, KeyUsage
 from bot.store.models import ApiKey, QuotaUsage, SendDataAudit
 
 if TYPE_CHECKING:
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OWNER_COLOUR = 0xFEE75C
+# A `/check` answer field whose dotted name has one of these parts holds a credential, at any depth.
+SECRET_FIELD_PARTS = ("key", "token", "secret", "password", "auth")
+
+
+def is_secret_field(name: str) -> bool:
+    """`account.api_key`, `keys.0.token`, `accessToken`: any part naming a credential."""
+    return any(part in segment.lower() for segment in name.split(".") for part in SECRET_FIELD_PARTS)
+
+
+def usage_lines(usage: KeyUsage, redact: Callable[[str], str], limit: int = 20) -> list[str]:
+    """What /owner stats shows of a `/check` answer: credential fields left out, known keys masked."""
+    lines = [f"plan: {redact(usage.plan)}"] if usage.plan else []
+    shown = [(name, value) for name, value in usage.values.items() if not is_secret_field(name)]
+    lines += [f"{name}: {redact(str(value))}" for name, value in shown[:limit]]
+    return lines
 
 
 class Owner(
@@ -129,8 +145,7 @@ class Owner(
             except ConcordError as exc:
                 fields.append((f"Key usage: {config.name}", exc.user_message[:1024], False))
                 continue
-            lines = [f"plan: {usage.plan}"] if usage.plan else []
-            lines += [f"{name}: {value}" for name, value in list(usage.values.items())[:20]]
+            lines = usage_lines(usage, providers.redact)
             fields.append((f"Key usage: {config.name}", "\n".join(lines) or "no figures returned", False))
         return fields
 

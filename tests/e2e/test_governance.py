@@ -12,9 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import Concord
+from bot.providers.redact import Redactor
+from bot.providers.types import KeyUsage
 from bot.services.guild_config import GuildConfigService
 from bot.services.quotas import Feature
 from bot.store.models import ConfigAudit, SendDataAudit
+from cogs.owner import usage_lines
 from tests.e2e.harness import (
     World,
     emulator_settings,
@@ -315,3 +318,22 @@ async def test_embed_send_answers_malformed_json_with_the_endpoints_sentence(
     async with bot.db_sessions() as session:
         statuses = list(await session.scalars(select(SendDataAudit.status)))
     assert statuses == [400]
+
+
+def test_owner_stats_leaves_out_nested_credentials_of_check_answers() -> None:
+    usage = KeyUsage(
+        provider="emu",
+        plan="premium",
+        values={
+            "usage.llms.day": 12,
+            "account.api_key": "sk-live-abcdef",
+            "account.accessToken": "tok-123456",
+            "keys.0.token": "tok-654321",
+            "auth.secret": "s3cr3t",
+            "note": "key sk-known-1234 still active",
+        },
+    )
+    shown = "\n".join(usage_lines(usage, Redactor(["sk-known-1234"])))
+    assert "usage.llms.day: 12" in shown and "plan: premium" in shown
+    for secret in ("sk-live-abcdef", "tok-123456", "tok-654321", "s3cr3t", "sk-known-1234"):
+        assert secret not in shown
