@@ -20,6 +20,7 @@ from bot.services.api_keys import ApiKeyService
 from bot.services.conversations import ConversationStore
 from bot.services.guild_config import GuildConfigService
 from bot.services.model_catalog import ModelCatalog
+from bot.services.plan_grants import PlanGrants
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
 
@@ -91,7 +92,10 @@ class Concord(commands.AutoShardedBot):
         # The shared services, built once here; cogs reach them as `self.bot.<name>` and build none.
         # Every write the bot makes in a channel goes through one budget, whichever cog makes it.
         self.write_budget = ChannelWriteBudget()
-        self.quotas = QuotaService(db_sessions)
+        self.quotas = QuotaService(
+            db_sessions, default_plan=settings.quota_default_plan, plans=settings.custom_plans
+        )
+        self.plan_grants = PlanGrants(db_sessions, known_plans=list(self.quotas.plans))
         self.guild_config = GuildConfigService(db_sessions)
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)

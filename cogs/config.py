@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discordkit.checks import require_manage_guild, server_only
+from bot.discordkit.choices import CAPABILITY_CHOICES, MODEL_SETTING_CHOICES
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.responses import reply
 from bot.discordkit.tree import explain
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIG_COLOUR = 0x5865F2
-ModelSetting = Literal["chat", "image", "vision", "tts"]
-Capability = Literal["chat", "image", "imagine", "vision", "ask", "songs", "tts"]
 # Which provider model lists hold the models of each setting.
 LIST_KINDS: dict[str, tuple[ModelKind, ...]] = {
     "chat": ("chat",),
@@ -264,25 +263,30 @@ class Config(
     @app_commands.describe(
         kind="Which default to set.", name="Model id; leave empty to use the bot's default."
     )
+    @app_commands.choices(kind=MODEL_SETTING_CHOICES)
     async def model(
-        self, interaction: discord.Interaction[Concord], kind: ModelSetting, name: str | None = None
+        self,
+        interaction: discord.Interaction[Concord],
+        kind: app_commands.Choice[str],
+        name: str | None = None,
     ) -> None:
         assert interaction.guild_id is not None
+        setting = kind.value
         await interaction.response.defer(ephemeral=True, thinking=True)
-        known = await self.known_models(kind) if name else []
-        await self.config.set_model(interaction.guild_id, interaction.user.id, kind, name, known=known)
+        known = await self.known_models(setting) if name else []
+        await self.config.set_model(interaction.guild_id, interaction.user.id, setting, name, known=known)
         settings = await self.config.get(interaction.guild_id)
         value = {
             "chat": settings.chat_model,
             "image": settings.image_model,
             "vision": settings.vision_model,
             "tts": settings.tts_voice,
-        }[kind]
+        }[setting]
         await reply(
             interaction,
-            f"Default {kind} {'voice' if kind == 'tts' else 'model'}: `{value or 'bot default'}`.",
+            f"Default {setting} {'voice' if setting == 'tts' else 'model'}: `{value or 'bot default'}`.",
         )
-        await self.log_change(interaction, f"the default {kind} model to `{value or 'bot default'}`")
+        await self.log_change(interaction, f"the default {setting} model to `{value or 'bot default'}`")
 
     @model.autocomplete("name")
     async def model_autocomplete(
@@ -299,14 +303,16 @@ class Config(
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names[:25]]
 
     @app_commands.command(name="capability", description="Switch a capability on or off in this server.")
+    @app_commands.choices(name=CAPABILITY_CHOICES)
     async def capability(
-        self, interaction: discord.Interaction[Concord], name: Capability, enabled: bool
+        self, interaction: discord.Interaction[Concord], name: app_commands.Choice[str], enabled: bool
     ) -> None:
         assert interaction.guild_id is not None
-        await self.config.set_capability(interaction.guild_id, interaction.user.id, name, enabled)
+        capability = name.value
+        await self.config.set_capability(interaction.guild_id, interaction.user.id, capability, enabled)
         state = "on" if enabled else "off"
-        await reply(interaction, f"{name} is now {state} in this server.", ephemeral=True)
-        await self.log_change(interaction, f"{name} to {state}")
+        await reply(interaction, f"{capability} is now {state} in this server.", ephemeral=True)
+        await self.log_change(interaction, f"{capability} to {state}")
 
     @app_commands.command(
         name="chat-everywhere", description="Answer mentions in every channel, or only in chosen ones."
@@ -362,7 +368,7 @@ class Config(
 
     @app_commands.command(name="plan", description="Give a role a quota plan (@everyone sets the default).")
     @app_commands.describe(
-        plan="free or premium (the seed's numbers), custom (give limits), or remove.",
+        plan="free or premium (the standard numbers), custom (give limits), or remove.",
         limits="For custom: e.g. `llm.minute=5 llm.day=100 imagine.day=-` (- means no limit).",
     )
     async def plan(

@@ -46,6 +46,9 @@ class Embed(commands.GroupCog, name="Embeds", group_name="embed", group_descript
         json: app_commands.Range[str, 2, 6000],
     ) -> None:
         assert interaction.guild_id is not None
+        # The post waits its turn in the channel's write budget, which may take longer than the 3 s an
+        # interaction has to be answered.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         origin = PostOrigin("command", interaction.guild_id, actor_id=interaction.user.id)
         message = await post_send_data(self.bot, json, origin, channel_id=channel.id)
         await reply(interaction, f"Posted in {channel.mention}: {message.jump_url}", ephemeral=True)

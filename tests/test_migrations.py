@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "api_keys",
     "config_audit",
     "send_data_audit",
+    "operator_grants",
 }
 
 

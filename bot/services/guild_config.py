@@ -11,19 +11,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import FeatureUnavailable, InvalidInput
-from bot.services.quotas import PLANS
+from bot.services.quotas import SERVER_PLANS
 from bot.store.engine import upsert_insert
 from bot.store.models import ChannelSettings, ConfigAudit, GuildSettings
 
-# Capabilities a guild can switch off; each capability cog checks its own name.
+# Capabilities a guild can switch off; each capability cog checks its own name. /config's choices
+# are built from this tuple (bot/discordkit/choices.py).
 CAPABILITIES: tuple[str, ...] = ("chat", "image", "imagine", "vision", "ask", "songs", "tts")
-ModelKind = Literal["chat", "image", "vision", "tts"]
-MODEL_COLUMNS: dict[str, str] = {
+# Which of a guild's default-model settings (not a provider model kind: see bot.providers.types.ModelKind).
+ModelSetting = Literal["chat", "image", "vision", "tts"]
+MODEL_COLUMNS: dict[ModelSetting, str] = {
     "chat": "chat_model",
     "image": "image_model",
     "vision": "vision_model",
     "tts": "tts_voice",
 }
+MODEL_SETTINGS: tuple[ModelSetting, ...] = tuple(MODEL_COLUMNS)
 # A fresh server answers mentions in every channel; `/config chat-everywhere false` narrows that to the
 # channels switched on with `/config chat-channel`.
 CHAT_EVERYWHERE_DEFAULT = True
@@ -378,8 +381,8 @@ class GuildConfigService:
         to remove it. The @everyone role (id = guild id) sets the default for members without a plan role."""
         if role_guild_id != guild_id:
             raise InvalidInput("That role belongs to another server.")
-        if isinstance(plan, str) and plan not in PLANS:
-            raise InvalidInput(f"Plans are {', '.join(PLANS)}, or custom numbers.")
+        if isinstance(plan, str) and plan not in SERVER_PLANS:
+            raise InvalidInput(f"Plans are {', '.join(SERVER_PLANS)}, or custom numbers.")
         async with self.sessions() as session:
             row = await self._guild_row(session, guild_id)
             plans = dict(row.role_plans or {})

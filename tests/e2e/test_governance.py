@@ -15,8 +15,8 @@ from bot.app import Concord
 from bot.providers.redact import Redactor
 from bot.providers.types import KeyUsage
 from bot.services.guild_config import GuildConfigService
-from bot.services.quotas import Feature
-from bot.store.models import ConfigAudit, SendDataAudit
+from bot.services.quotas import Feature, QuotaExceeded
+from bot.store.models import ConfigAudit, OperatorGrant, SendDataAudit
 from cogs.owner import usage_lines
 from tests.e2e.harness import (
     World,
@@ -202,7 +202,7 @@ async def test_usage_shows_remaining_and_admins_can_look_up_and_reset(
     itx = await run(discord_emu, world.member, "usage", world.general)
     assert itx.ephemeral
     usage = text_of(itx)
-    assert "Plan here: **free**" in usage
+    assert "Plan: **free**" in usage
     assert "7/10" in usage and "1997/2000" in usage  # LLM: minute and day
 
     # The same allowance in a DM.
@@ -214,10 +214,15 @@ async def test_usage_shows_remaining_and_admins_can_look_up_and_reset(
     looked_up = text_of(await run(discord_emu, world.admin, "usage", world.general, user=world.member))
     assert "Usage of bob" in looked_up and "7/10" in looked_up
 
+    # A server's admin resets only that server's counters; the user's own allowance is the owners'.
     reset = await run(
         discord_emu, world.admin, "usage-reset", world.general, user=world.member, feature="llm"
     )
-    assert "Reset" in reset.original["content"]
+    assert "Reset" in reset.original["content"] and "in this server" in reset.original["content"]
+    assert "7/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
+    bot.settings.owner_ids.append(world.admin.id)
+    reset = await run(discord_emu, world.admin, "owner usage-reset", world.general, user=world.member)
+    assert "global usage of every feature" in reset.original["content"]
     assert "10/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
 
 
@@ -226,7 +231,9 @@ async def test_a_premium_role_shows_in_usage(
 ) -> None:
     await run(discord_emu, world.admin, "config plan", world.general, role=world.mods, plan="premium")
     usage = text_of(await run(discord_emu, world.admin, "usage", world.general))
-    assert "Plan here: **premium**" in usage and "30/30" in usage
+    # The server's premium plan is the server's own caps; the user's global plan stays free.
+    assert "Plan: **free**" in usage and "own caps (**premium**)" in usage
+    assert "here: minute ▰▰▰▰▰▰▰▰ 30/30" in usage and "minute ▰▰▰▰▰▰▰▰ 10/10" in usage
 
 
 async def test_embed_send_posts_the_schema_message(
@@ -337,3 +344,84 @@ def test_owner_stats_leaves_out_nested_credentials_of_check_answers() -> None:
     assert "usage.llms.day: 12" in shown and "plan: premium" in shown
     for secret in ("sk-live-abcdef", "tok-123456", "tok-654321", "s3cr3t", "sk-known-1234"):
         assert secret not in shown
+
+
+async def test_an_admin_of_another_server_cannot_reset_read_or_lift_a_users_own_allowance(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    eve = discord_emu.create_user("eve")
+    stranger = discord_emu.create_user("stranger")
+    other = discord_emu.create_guild("Server B", owner=eve)
+    vip = other.create_role("VIP")
+    lounge = other.create_text_channel("lounge")
+    other.add_member(eve)
+    other.add_member(world.member, roles=[vip])
+    async with running_bot(discord_emu, emulator_settings(discord_emu, sqlite_url(tmp_path))) as bot:
+        bob = world.member.id
+        for _ in range(10):  # bob's whole LLM minute, used in server A
+            await bot.quotas.consume(bob, Feature.LLM, guild_id=world.guild.id)
+
+        # Reset: scoped to server B, the user's own allowance is untouched.
+        reset = await run(discord_emu, eve, "usage-reset", lounge, user=world.member)
+        assert "in this server" in reset.original["content"]
+        with pytest.raises(QuotaExceeded):
+            await bot.quotas.consume(bob, Feature.LLM, guild_id=other.id)
+        refused = await run(discord_emu, eve, "owner usage-reset", lounge, user=world.member)
+        assert "can't use" in refused.original["content"]
+
+        # Read: only members of B, and only what is left, never where it went.
+        looked_up = text_of(await run(discord_emu, eve, "usage", lounge, user=world.member))
+        assert "0/10" in looked_up and "Concord Test" not in looked_up and "here:" not in looked_up
+        outsider = await run(discord_emu, eve, "usage", lounge, user=stranger)
+        assert "isn't a member of this server" in outsider.original["content"]
+
+        # Lift: a bypass role and an @everyone plan with no LLM limit only relax server B's own caps.
+        await run(discord_emu, eve, "config bypass-role", lounge, role=vip)
+        await run(
+            discord_emu, eve, "config plan", lounge, role=other.everyone, plan="custom", limits="llm.minute=-"
+        )
+        for roles in ([vip.id], [other.id]):
+            with pytest.raises(QuotaExceeded, match="your"):
+                await bot.quotas.consume(bob, Feature.LLM, guild_id=other.id, role_ids=roles)
+
+
+async def test_owners_grant_and_revoke_plans(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    refused = await run(
+        discord_emu, world.admin, "owner grant user", world.general, user=world.member, plan="premium"
+    )
+    assert "can't use" in refused.original["content"]
+    bot.settings.owner_ids.append(world.admin.id)
+    granted = await run(
+        discord_emu,
+        world.admin,
+        "owner grant user",
+        world.general,
+        user=world.member,
+        plan="premium",
+        expires="30d",
+    )
+    assert "now has the **premium** plan until" in granted.original["content"]
+    assert "Plan: **premium**" in text_of(await run(discord_emu, world.member, "usage", world.general))
+    bad = await run(
+        discord_emu, world.admin, "owner grant server", world.general, server_id="²", plan="premium"
+    )
+    assert "up to 19 digits" in bad.original["content"]
+    await run(
+        discord_emu,
+        world.admin,
+        "owner grant server",
+        world.general,
+        server_id=str(world.guild.id),
+        plan="unlimited",
+    )
+    assert "unlimited" in text_of(await run(discord_emu, world.admin, "usage", world.general))
+    revoked = await run(discord_emu, world.admin, "owner revoke user", world.general, user=world.member)
+    assert "grant ended" in revoked.original["content"]
+    async with bot.db_sessions() as session:
+        rows = list(await session.scalars(select(OperatorGrant).order_by(OperatorGrant.id)))
+    assert [(r.subject_type, r.plan, r.granted_by, r.revoked_by) for r in rows] == [
+        ("user", "premium", world.admin.id, world.admin.id),
+        ("server", "unlimited", world.admin.id, None),
+    ]
