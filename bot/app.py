@@ -127,6 +127,8 @@ class Concord(commands.AutoShardedBot):
                 log.exception("Extension %s failed to load; continuing without it", extension)
 
     async def setup_hook(self) -> None:
+        # Writes the refusals counted in memory and prunes audit rows past AUDIT_RETENTION_DAYS.
+        self.send_audit.start(self.settings.audit_retention_days)
         await self.load_extensions()
         if self.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
@@ -155,6 +157,7 @@ class Concord(commands.AutoShardedBot):
             await self.http_server.close()
             self.http_server = None
         await super().close()
+        await self.send_audit.close()
         await self.catalog.close()
         await self.write_budget.close()
 
