@@ -21,7 +21,7 @@ from bot.providers.profiles import VOICES
 from bot.providers.types import ModelKind
 from bot.services.guild_config import CAPABILITIES, GuildConfig
 from bot.services.model_catalog import fuzzy_matches
-from bot.services.quotas import FREE_PLAN, parse_custom_limits
+from bot.services.quotas import parse_custom_limits
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -194,9 +194,14 @@ class Config(
         ]
         quota = "\n".join(
             [
-                f"Default: {describe_plan(settings.role_plans.get(str(guild.id), FREE_PLAN.name))}",
+                "@everyone: "
+                + (
+                    describe_plan(settings.role_plans[str(guild.id)])
+                    if str(guild.id) in settings.role_plans
+                    else "no server caps (each member's own allowance applies)"
+                ),
                 *[p for p in plans if not p.startswith("@everyone")],
-                f"Bypass role: {role(settings.quota_bypass_role_id)}",
+                f"Bypass role (skips these server caps only): {role(settings.quota_bypass_role_id)}",
             ]
         )
         prompt_lines = [
@@ -213,7 +218,7 @@ class Config(
                 ("System prompts", "\n".join(prompt_lines) or "none (bot default)", False),
                 ("Max input characters", str(max_chars) if max_chars else "plan default", True),
                 ("Log channel", channel(settings.log_channel_id), True),
-                ("Quota plans", quota, False),
+                ("Server caps (they only tighten members' own allowances)", quota, False),
             ],
             footer="Change these with /config …; every change is in /config audit.",
         )
@@ -366,7 +371,7 @@ class Config(
         await reply(interaction, f"Max input characters: {shown}.", ephemeral=True)
         await self.log_change(interaction, f"max input characters to {shown}")
 
-    @app_commands.command(name="plan", description="Give a role a quota plan (@everyone sets the default).")
+    @app_commands.command(name="plan", description="Give a role this server's own caps (@everyone: default).")
     @app_commands.describe(
         plan="free or premium (the standard numbers), custom (give limits), or remove.",
         limits="For custom: e.g. `llm.minute=5 llm.day=100 imagine.day=-` (- means no limit).",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import InvalidInput
@@ -138,15 +138,3 @@ class PlanGrants:
         ended = int(getattr(result, "rowcount", 0) or 0)
         log.info("Owner %s revoked the grant of %s %s (%d ended)", actor_id, subject_type, subject_id, ended)
         return ended
-
-    async def active(self, subject_type: SubjectType, subject_id: int) -> GrantInfo | None:
-        async with self.sessions() as session:
-            row = await session.scalar(
-                select(OperatorGrant)
-                .where(*self._active(subject_type, subject_id))
-                .order_by(OperatorGrant.id.desc())
-                .limit(1)
-            )
-        if row is None:
-            return None
-        return GrantInfo(row.id, row.subject_type, row.subject_id, row.plan, row.expires_at, row.granted_by)

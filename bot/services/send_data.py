@@ -68,7 +68,7 @@ class EmbedFooter(_Model):
     _url = field_validator("icon_url")(_check_url)
 
 
-class EmbedField(_Model):
+class EmbedFieldSpec(_Model):
     name: str = Field(min_length=1, max_length=FIELD_NAME_MAX)
     value: str = Field(min_length=1, max_length=FIELD_VALUE_MAX)
     inline: bool = False
@@ -83,7 +83,7 @@ class EmbedSpec(_Model):
     thumbnail: EmbedImage | None = None
     author: EmbedAuthor | None = None
     footer: EmbedFooter | None = None
-    fields: list[EmbedField] = Field(default_factory=list, max_length=FIELDS_MAX)
+    fields: list[EmbedFieldSpec] = Field(default_factory=list, max_length=FIELDS_MAX)
 
     _blank = field_validator("title", "description", "url", mode="before")(_blank_is_none)
     _url = field_validator("url")(_check_url)
