@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ from bot.store.models import ConfigAudit, OperatorGrant, SendDataAudit
 from cogs.owner import usage_lines
 from tests.e2e.harness import (
     World,
+    chat_settings,
     emulator_settings,
+    final_from,
     run,
     running_bot,
     sqlite_url,
@@ -425,3 +429,28 @@ async def test_owners_grant_and_revoke_plans(
         ("user", "premium", world.admin.id, world.admin.id),
         ("server", "unlimited", world.admin.id, None),
     ]
+
+
+async def test_with_the_unlimited_default_plan_fifty_messages_in_a_minute_are_answered(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    # One user, fifty mentions within a minute (free would answer ten). Each goes to its own channel so
+    # that Discord's per-channel write budget, not the quota, is the only pacing.
+    channels = [world.guild.create_text_channel(f"room-{n}") for n in range(50)]
+    gateway = GatewayEmulator("openai", reply="Answered.")
+    await gateway.start()
+    try:
+        settings = chat_settings(discord_emu, gateway, tmp_path, quota_default_plan="unlimited")
+        async with running_bot(discord_emu, settings):
+            me = discord_emu.bot_user.id
+            started = time.monotonic()
+            for channel in channels:
+                await discord_emu.send_message(world.member, channel, f"<@{me}> hi")
+            answers = await asyncio.gather(
+                *(discord_emu.wait_for_message(c, final_from(discord_emu), timeout=50) for c in channels)
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        await gateway.close()
+    assert elapsed < 60
+    assert [a["content"] for a in answers] == ["Answered."] * 50
