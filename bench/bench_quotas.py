@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.services.guild_config import GuildConfigService
-from bot.services.quotas import Feature, QuotaExceeded, QuotaService, parse_custom_limits
+from bot.services.quotas import Feature, Plan, QuotaExceeded, QuotaService, Window, parse_custom_limits
 from bot.store.engine import create_engine, create_sessionmaker
 from bot.store.migrate import upgrade
 
@@ -45,18 +45,27 @@ async def main() -> None:
         engine = create_engine(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}")
         await upgrade(engine)
         sessions = create_sessionmaker(engine)
-        quotas = QuotaService(sessions)
-        # A guild whose default plan gives LLM a million a minute and a day, so every call is granted.
+        # An operator plan giving LLM a million a minute and a day, so every call is granted.
+        million = {Window.MINUTE: 1_000_000, Window.HOUR: None, Window.DAY: 1_000_000}
+        generous = Plan("bench", {Feature.LLM: million}, None)
+        quotas = QuotaService(sessions, default_plan="bench", plans={"bench": generous})
+        for users in (1, 10, 20):
+            rate, _ = await consume_round(quotas, users, Feature.LLM, None)
+            print(
+                f"quota consume (global: 2 windows, granted), SQLite, {users:>2} concurrent users: "
+                f"{rate:,.0f} ops/s"
+            )
+        # The same in a server with its own caps: 4 windows (global and server) in one statement.
         await GuildConfigService(sessions).set_role_plan(
             GUILD, 1, GUILD, parse_custom_limits("llm.minute=1000000 llm.day=1000000"), role_guild_id=GUILD
         )
-        for users in (1, 10, 50):
-            rate, _ = await consume_round(quotas, users, Feature.LLM, GUILD)
-            print(
-                f"quota consume (2 windows, granted), SQLite, {users:>2} concurrent users: {rate:,.0f} ops/s"
-            )
+        rate, _ = await consume_round(quotas, 20, Feature.LLM, GUILD)
+        print(
+            "quota consume (global + server: 4 windows, granted), SQLite, 20 concurrent users: "
+            f"{rate:,.0f} ops/s"
+        )
         # Free plan imagine is 20/day: after each user's first 20, every call is a denial.
-        rate, denied = await consume_round(quotas, 10, Feature.IMAGINE, None)
+        rate, denied = await consume_round(QuotaService(sessions), 10, Feature.IMAGINE, None)
         print(f"quota consume (denied), SQLite, 10 concurrent users: {rate:,.0f} ops/s ({denied} denied)")
         await engine.dispose()
 

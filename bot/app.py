@@ -25,6 +25,7 @@ from bot.services.guild_config import GuildConfigService
 from bot.services.image_generation import ImageGenerator
 from bot.services.image_results import ImageResultStore
 from bot.services.model_catalog import ModelCatalog
+from bot.services.plan_grants import PlanGrants
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
 from bot.services.tts_settings import TtsSettingsService
@@ -103,7 +104,10 @@ class Concord(commands.AutoShardedBot):
         self.write_budget = ChannelWriteBudget()
         self.shutdown_hooks: list[Callable[[float], Awaitable[None]]] = []
         """Run by `shutdown()` on SIGTERM/SIGINT; a cog with work in flight adds one in cog_load."""
-        self.quotas = QuotaService(db_sessions)
+        self.quotas = QuotaService(
+            db_sessions, default_plan=settings.quota_default_plan, plans=settings.custom_plans
+        )
+        self.plan_grants = PlanGrants(db_sessions, known_plans=list(self.quotas.plans))
         self.guild_config = GuildConfigService(db_sessions)
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)
@@ -152,6 +156,8 @@ class Concord(commands.AutoShardedBot):
                 log.exception("Extension %s failed to load; continuing without it", extension)
 
     async def setup_hook(self) -> None:
+        # Writes the refusals counted in memory and prunes audit rows past AUDIT_RETENTION_DAYS.
+        self.send_audit.start(self.settings.audit_retention_days)
         await self.load_extensions()
         if self.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
@@ -191,6 +197,7 @@ class Concord(commands.AutoShardedBot):
             self.http_server = None
         await self.voice.close()
         await super().close()
+        await self.send_audit.close()
         await self.catalog.close()
         await self.fetcher.close()
         await self.write_budget.close()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
 from bot.services.fetcher import Allowlist
+from bot.services.plans_file import PlansFileError, load_plans_file
+from bot.services.quotas import BUILTIN_PLANS, Plan
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -136,6 +138,17 @@ class Settings(BaseSettings):
     tts_queue_limit: int = Field(
         default=20, ge=1, le=500, description="Speech requests waiting in one server's queue at most."
     )
+    audit_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Days send-data audit rows are kept before they are pruned."
+    )
+    # --- the operator's quota plans (bot/services/quotas.py, bot/services/plans_file.py) ---
+    quota_plans_file: Path | None = Field(
+        default=None, description="Optional TOML file of custom global plans (see README, Quotas)."
+    )
+    quota_default_plan: str = Field(
+        default="free",
+        description="Global plan of users without a grant: free, premium, unlimited or a plans-file plan.",
+    )
 
     @field_validator("owner_ids", mode="before")
     @classmethod
@@ -172,6 +185,7 @@ class Settings(BaseSettings):
         "chat_default_model",
         "chat_system_prompt",
         "http_port",
+        "quota_plans_file",
         mode="before",
     )
     @classmethod
@@ -184,6 +198,32 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("quota_plans_file")
+    @classmethod
+    def _plans_file_is_valid(cls, value: Path | None) -> Path | None:
+        try:
+            load_plans_file(value)
+        except PlansFileError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("quota_default_plan")
+    @classmethod
+    def _known_plan(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip().lower()
+        known = [*BUILTIN_PLANS]
+        path = info.data.get("quota_plans_file")
+        if path is not None:
+            known += list(load_plans_file(path))
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(known)}")
+        return value
+
+    @property
+    def custom_plans(self) -> dict[str, Plan]:
+        """The plans file's plans (validated at start, so this read cannot fail on a file left alone)."""
+        return load_plans_file(self.quota_plans_file)
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import discord
 from aiohttp import web
 
-from bot.discordkit.embeds import message_kwargs
-from bot.services.api_keys import KeyInfo
+from bot.discordkit.send_data_post import PostOrigin, PostRefused, post_send_data
+from bot.services.api_keys import KeyInfo, hash_key
 from bot.services.quotas import Denial, Window, WindowCounter
-from bot.services.send_data import SendDataInvalid, parse_payload
 from bot.store.engine import ping as ping_database
 
 if TYPE_CHECKING:
@@ -25,6 +24,47 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # 10 full embeds are ~25 KiB of UTF-8; anything bigger is not a message
 RATE_FEATURE = "send_data"
 HEALTH_DB_TIMEOUT = 2.0
+AUTH_FAILURES_PER_MINUTE = 10  # per client address; then no key is looked up until the minute ends
+TRUSTED_KEY_SECONDS = 3600.0  # a key that authenticated this recently is never held back by its address
+
+
+class AddressLimiter:
+    """Counts failed authentications per client address in fixed minutes, in memory: a flood of bad keys
+    is turned away before it costs a database query. Keys seen valid recently pass regardless, so a bad
+    client behind the same proxy as a good one cannot lock the good one out."""
+
+    def __init__(self, limit: int = AUTH_FAILURES_PER_MINUTE, *, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.clock = clock
+        self._failures: dict[str, tuple[int, int]] = {}  # address -> (minute, failures)
+        self._trusted: dict[str, float] = {}  # key hash -> trusted until
+
+    def _minute(self) -> int:
+        return int(self.clock() // 60)
+
+    def retry_after(self, address: str, secret: str | None) -> int | None:
+        """Seconds until this address may try again, or None when the request may go on."""
+        if secret is not None and self._trusted.get(hash_key(secret), 0.0) > self.clock():
+            return None
+        minute, failures = self._failures.get(address, (self._minute(), 0))
+        if minute != self._minute() or failures < self.limit:
+            return None
+        return max(1, math.ceil((minute + 1) * 60 - self.clock()))
+
+    def failed(self, address: str) -> None:
+        minute, failures = self._failures.get(address, (self._minute(), 0))
+        if minute != self._minute():
+            minute, failures = self._minute(), 0
+        if len(self._failures) > 10_000:  # a spray of addresses: forget the old minutes
+            now = self._minute()
+            self._failures = {a: v for a, v in self._failures.items() if v[0] == now}
+        self._failures[address] = (minute, failures + 1)
+
+    def succeeded(self, secret: str) -> None:
+        if len(self._trusted) > 10_000:
+            now = self.clock()
+            self._trusted = {k: until for k, until in self._trusted.items() if until > now}
+        self._trusted[hash_key(secret)] = self.clock() + TRUSTED_KEY_SECONDS
 
 
 class Refused(Exception):
@@ -70,6 +110,7 @@ class SendDataServer:
         self.keys = bot.api_keys
         self.audit = bot.send_audit
         self.rate = WindowCounter(bot.db_sessions)
+        self.failures = AddressLimiter()
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_post("/send-data", self.send_data)
         self.app.router.add_get("/healthz", self.healthz)
@@ -93,44 +134,39 @@ class SendDataServer:
     # --- POST /send-data -----------------------------------------------------------------------
 
     async def send_data(self, request: web.Request) -> web.Response:
+        address = request.remote or "unknown"
+        wait = self.failures.retry_after(address, bearer_key(request))
+        if wait is not None:
+            sentence = f"Too many requests with a missing or bad key from this address; retry in {wait} s."
+            self.audit.note_refused(remote=address, status=429, detail=f"auth_rate_limited: {sentence}")
+            refused = Refused(
+                429,
+                "rate_limited",
+                sentence,
+                extra={"retry_after": wait},
+                headers={"Retry-After": str(wait)},
+            )
+            return refused.response()
         key: KeyInfo | None = None
-        channel_id: int | None = None
         try:
             key = await self._authenticate(request)
             await self._rate_limit(key)
             body = await self._read_body(request)
-            try:
-                data = json.loads(body)
-            except json.JSONDecodeError as exc:
-                raise Refused(400, "invalid_json", f"The body is not valid JSON ({exc.msg}).") from None
-            try:
-                payload = parse_payload(data, require_channel=True)
-            except SendDataInvalid as exc:
-                problems = exc.as_json()["problems"]
-                raise Refused(
-                    400, "invalid_payload", exc.user_message, extra={"problems": problems}
-                ) from None
-            channel_id = payload.channel_snowflake
-            assert channel_id is not None
-            channel = self._channel_for(key, channel_id)
-            try:
-                message = await channel.send(**message_kwargs(payload))
-            except discord.Forbidden:
-                raise Refused(403, "bot_forbidden", "The bot may not post in that channel.") from None
-            except discord.HTTPException as exc:
-                log.warning("send-data post to %s failed: %s %s", channel_id, exc.status, exc.text[:200])
-                raise Refused(
-                    502, "discord_error", "Discord refused the message; nothing was posted."
-                ) from None
         except Refused as refused:
-            await self._audit(request, key, channel_id, refused.status, f"{refused.error}: {refused.message}")
+            await self._audit(request, key, refused.status, f"{refused.error}: {refused.message}")
             return refused.response()
-        await self._audit(request, key, channel_id, 200, "posted", message_id=message.id)
-        return web.json_response({"ok": True, "id": str(message.id), "channelId": str(channel_id)})
+        assert key is not None
+        origin = PostOrigin("http", key.guild_id, api_key_id=key.id, remote=request.remote)
+        try:
+            message = await post_send_data(self.bot, body, origin)
+        except PostRefused as refused:
+            return web.json_response(refused.as_json(), status=refused.status)
+        return web.json_response({"ok": True, "id": str(message.id), "channelId": str(message.channel.id)})
 
     async def _authenticate(self, request: web.Request) -> KeyInfo:
         secret = bearer_key(request)
         if secret is None:
+            self.failures.failed(request.remote or "unknown")
             raise Refused(
                 401,
                 "unauthorized",
@@ -139,12 +175,14 @@ class SendDataServer:
             )
         key = await self.keys.authenticate(secret)
         if key is None:
+            self.failures.failed(request.remote or "unknown")
             raise Refused(
                 401,
                 "unauthorized",
                 "That key is not valid or was revoked.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        self.failures.succeeded(secret)
         return key
 
     async def _rate_limit(self, key: KeyInfo) -> None:
@@ -175,26 +213,12 @@ class SendDataServer:
         except UnicodeDecodeError:
             raise Refused(400, "invalid_json", "The body is not UTF-8 JSON.") from None
 
-    def _channel_for(self, key: KeyInfo, channel_id: int) -> discord.abc.Messageable:
-        channel = self.bot.get_channel(channel_id)
-        if channel is None:
-            raise Refused(404, "unknown_channel", "The bot can't see a channel with that id.")
-        guild = getattr(channel, "guild", None)
-        if guild is None or guild.id != key.guild_id:
-            raise Refused(403, "wrong_guild", "This key can only post in channels of its own server.")
-        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
-            raise Refused(400, "invalid_payload", "`channelId` is not a channel messages can be posted in.")
-        return channel
-
     async def _audit(
         self,
         request: web.Request,
         key: KeyInfo | None,
-        channel_id: int | None,
         status: int,
         detail: str,
-        *,
-        message_id: int | None = None,
     ) -> None:
         try:
             await self.audit.record(
@@ -203,8 +227,6 @@ class SendDataServer:
                 detail=detail,
                 api_key_id=key.id if key else None,
                 guild_id=key.guild_id if key else None,
-                channel_id=channel_id,
-                message_id=message_id,
                 remote=request.remote,
             )
         except Exception:

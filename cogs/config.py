@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discordkit.checks import require_manage_guild, server_only
+from bot.discordkit.choices import CAPABILITY_CHOICES, MODEL_SETTING_CHOICES
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.responses import reply
 from bot.discordkit.tree import explain
@@ -20,7 +21,7 @@ from bot.providers.profiles import VOICES
 from bot.providers.types import ModelKind
 from bot.services.guild_config import CAPABILITIES, GuildConfig
 from bot.services.model_catalog import fuzzy_matches
-from bot.services.quotas import FREE_PLAN, parse_custom_limits
+from bot.services.quotas import parse_custom_limits
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIG_COLOUR = 0x5865F2
-ModelSetting = Literal["chat", "image", "vision", "tts"]
-Capability = Literal["chat", "image", "imagine", "vision", "ask", "songs", "tts"]
 # Which provider model lists hold the models of each setting.
 LIST_KINDS: dict[str, tuple[ModelKind, ...]] = {
     "chat": ("chat",),
@@ -159,9 +158,10 @@ class Config(
                 return
             channel = interaction.guild.get_channel(settings.log_channel_id)
             if isinstance(channel, discord.TextChannel):
-                await channel.send(
-                    f"⚙️ {interaction.user.mention} changed {what}.",
-                    allowed_mentions=discord.AllowedMentions.none(),
+                text = f"⚙️ {interaction.user.mention} changed {what}."
+                await self.bot.write_budget.write(
+                    channel.id,
+                    lambda: channel.send(text, allowed_mentions=discord.AllowedMentions.none()),
                 )
         except discord.HTTPException:
             log.info("Could not post to the log channel of guild %s", interaction.guild.id)
@@ -194,9 +194,14 @@ class Config(
         ]
         quota = "\n".join(
             [
-                f"Default: {describe_plan(settings.role_plans.get(str(guild.id), FREE_PLAN.name))}",
+                "@everyone: "
+                + (
+                    describe_plan(settings.role_plans[str(guild.id)])
+                    if str(guild.id) in settings.role_plans
+                    else "no server caps (each member's own allowance applies)"
+                ),
                 *[p for p in plans if not p.startswith("@everyone")],
-                f"Bypass role: {role(settings.quota_bypass_role_id)}",
+                f"Bypass role (skips these server caps only): {role(settings.quota_bypass_role_id)}",
             ]
         )
         prompt_lines = [
@@ -213,7 +218,7 @@ class Config(
                 ("System prompts", "\n".join(prompt_lines) or "none (bot default)", False),
                 ("Max input characters", str(max_chars) if max_chars else "plan default", True),
                 ("Log channel", channel(settings.log_channel_id), True),
-                ("Quota plans", quota, False),
+                ("Server caps (they only tighten members' own allowances)", quota, False),
             ],
             footer="Change these with /config …; every change is in /config audit.",
         )
@@ -263,25 +268,30 @@ class Config(
     @app_commands.describe(
         kind="Which default to set.", name="Model id; leave empty to use the bot's default."
     )
+    @app_commands.choices(kind=MODEL_SETTING_CHOICES)
     async def model(
-        self, interaction: discord.Interaction[Concord], kind: ModelSetting, name: str | None = None
+        self,
+        interaction: discord.Interaction[Concord],
+        kind: app_commands.Choice[str],
+        name: str | None = None,
     ) -> None:
         assert interaction.guild_id is not None
+        setting = kind.value
         await interaction.response.defer(ephemeral=True, thinking=True)
-        known = await self.known_models(kind) if name else []
-        await self.config.set_model(interaction.guild_id, interaction.user.id, kind, name, known=known)
+        known = await self.known_models(setting) if name else []
+        await self.config.set_model(interaction.guild_id, interaction.user.id, setting, name, known=known)
         settings = await self.config.get(interaction.guild_id)
         value = {
             "chat": settings.chat_model,
             "image": settings.image_model,
             "vision": settings.vision_model,
             "tts": settings.tts_voice,
-        }[kind]
+        }[setting]
         await reply(
             interaction,
-            f"Default {kind} {'voice' if kind == 'tts' else 'model'}: `{value or 'bot default'}`.",
+            f"Default {setting} {'voice' if setting == 'tts' else 'model'}: `{value or 'bot default'}`.",
         )
-        await self.log_change(interaction, f"the default {kind} model to `{value or 'bot default'}`")
+        await self.log_change(interaction, f"the default {setting} model to `{value or 'bot default'}`")
 
     @model.autocomplete("name")
     async def model_autocomplete(
@@ -298,14 +308,16 @@ class Config(
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names[:25]]
 
     @app_commands.command(name="capability", description="Switch a capability on or off in this server.")
+    @app_commands.choices(name=CAPABILITY_CHOICES)
     async def capability(
-        self, interaction: discord.Interaction[Concord], name: Capability, enabled: bool
+        self, interaction: discord.Interaction[Concord], name: app_commands.Choice[str], enabled: bool
     ) -> None:
         assert interaction.guild_id is not None
-        await self.config.set_capability(interaction.guild_id, interaction.user.id, name, enabled)
+        capability = name.value
+        await self.config.set_capability(interaction.guild_id, interaction.user.id, capability, enabled)
         state = "on" if enabled else "off"
-        await reply(interaction, f"{name} is now {state} in this server.", ephemeral=True)
-        await self.log_change(interaction, f"{name} to {state}")
+        await reply(interaction, f"{capability} is now {state} in this server.", ephemeral=True)
+        await self.log_change(interaction, f"{capability} to {state}")
 
     @app_commands.command(
         name="chat-everywhere", description="Answer mentions in every channel, or only in chosen ones."
@@ -359,9 +371,9 @@ class Config(
         await reply(interaction, f"Max input characters: {shown}.", ephemeral=True)
         await self.log_change(interaction, f"max input characters to {shown}")
 
-    @app_commands.command(name="plan", description="Give a role a quota plan (@everyone sets the default).")
+    @app_commands.command(name="plan", description="Give a role this server's own caps (@everyone: default).")
     @app_commands.describe(
-        plan="free or premium (the seed's numbers), custom (give limits), or remove.",
+        plan="free or premium (the standard numbers), custom (give limits), or remove.",
         limits="For custom: e.g. `llm.minute=5 llm.day=100 imagine.day=-` (- means no limit).",
     )
     async def plan(

@@ -10,10 +10,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discordkit.checks import require_manage_guild, server_only
-from bot.discordkit.embeds import message_kwargs
 from bot.discordkit.responses import reply
-from bot.errors import ConcordError
-from bot.services.send_data import SendDataInvalid, parse_payload_text
+from bot.discordkit.send_data_post import PostOrigin, post_send_data
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -28,7 +26,6 @@ class Embed(commands.GroupCog, name="Embeds", group_name="embed", group_descript
 
     def __init__(self, bot: Concord) -> None:
         self.bot = bot
-        self.audit = bot.send_audit
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction[Concord], /) -> bool:  # type: ignore[override]
@@ -49,35 +46,11 @@ class Embed(commands.GroupCog, name="Embeds", group_name="embed", group_descript
         json: app_commands.Range[str, 2, 6000],
     ) -> None:
         assert interaction.guild_id is not None
-        guild_id, actor_id = interaction.guild_id, interaction.user.id
-
-        async def audit(status: int, detail: str, message_id: int | None = None) -> None:
-            await self.audit.record(
-                source="command",
-                status=status,
-                detail=detail,
-                actor_id=actor_id,
-                guild_id=guild_id,
-                channel_id=channel.id,
-                message_id=message_id,
-            )
-
-        try:
-            payload = parse_payload_text(json, require_channel=False)
-        except SendDataInvalid as exc:
-            await audit(400, exc.user_message)
-            raise
-        if payload.channel_snowflake not in (None, channel.id):
-            await audit(400, "channelId differs from the channel option")
-            raise ConcordError(
-                "The JSON's `channelId` names another channel; leave it out or make them match."
-            )
-        try:
-            message = await channel.send(**message_kwargs(payload))
-        except discord.Forbidden:
-            await audit(403, "bot forbidden")
-            raise ConcordError(f"I'm not allowed to post in {channel.mention}.") from None
-        await audit(200, "posted", message.id)
+        # The post waits its turn in the channel's write budget, which may take longer than the 3 s an
+        # interaction has to be answered.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        origin = PostOrigin("command", interaction.guild_id, actor_id=interaction.user.id)
+        message = await post_send_data(self.bot, json, origin, channel_id=channel.id)
         await reply(interaction, f"Posted in {channel.mention}: {message.jump_url}", ephemeral=True)
 
 

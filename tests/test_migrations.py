@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "tts_reading",
     "send_data_audit",
     "image_results",
+    "operator_grants",
 }
 
 

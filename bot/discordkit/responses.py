@@ -37,5 +37,7 @@ async def reply(
         log.info("Dropped an ephemeral reply: interaction %s expired", interaction.id)
         return
     channel = interaction.channel
-    if isinstance(channel, discord.abc.Messageable):
-        await channel.send(**kwargs)
+    if isinstance(channel, discord.abc.Messageable) and channel.id is not None:
+        # A channel write like any other: through the bot's write budget for that channel.
+        budget = interaction.client.write_budget
+        await budget.write(channel.id, lambda: channel.send(**kwargs))

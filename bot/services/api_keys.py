@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import InvalidInput
+from bot.store.locks import lock_guild_settings
 from bot.store.models import ApiKey
 
 KEY_PREFIX = "cnc_"
@@ -67,6 +68,9 @@ class ApiKeyService:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         prefix = key[:12]
         async with self.sessions() as session:
+            # The guild's row lock makes count-then-insert one step: concurrent creations cannot both
+            # see room for one more key and pass the cap together.
+            await lock_guild_settings(session, guild_id)
             active = await session.scalars(
                 select(ApiKey.id).where(ApiKey.guild_id == guild_id, ApiKey.revoked_at.is_(None))
             )

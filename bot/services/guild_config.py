@@ -11,19 +11,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import FeatureUnavailable, InvalidInput
-from bot.services.quotas import PLANS
+from bot.services.quotas import SERVER_PLANS
 from bot.store.engine import upsert_insert
+from bot.store.locks import lock_guild_settings
 from bot.store.models import ChannelSettings, ConfigAudit, GuildSettings
 
-# Capabilities a guild can switch off; each capability cog checks its own name.
+# Capabilities a guild can switch off; each capability cog checks its own name. /config's choices
+# are built from this tuple (bot/discordkit/choices.py).
 CAPABILITIES: tuple[str, ...] = ("chat", "image", "imagine", "vision", "ask", "songs", "tts")
-ModelKind = Literal["chat", "image", "vision", "tts"]
-MODEL_COLUMNS: dict[str, str] = {
+# Which of a guild's default-model settings (not a provider model kind: see bot.providers.types.ModelKind).
+ModelSetting = Literal["chat", "image", "vision", "tts"]
+MODEL_COLUMNS: dict[ModelSetting, str] = {
     "chat": "chat_model",
     "image": "image_model",
     "vision": "vision_model",
     "tts": "tts_voice",
 }
+MODEL_SETTINGS: tuple[ModelSetting, ...] = tuple(MODEL_COLUMNS)
 # A fresh server answers mentions in every channel; `/config chat-everywhere false` narrows that to the
 # channels switched on with `/config chat-channel`.
 CHAT_EVERYWHERE_DEFAULT = True
@@ -247,24 +251,6 @@ class GuildConfigService:
 
     # --- writes --------------------------------------------------------------------------------
 
-    async def _guild_row(self, session: AsyncSession, guild_id: int) -> GuildSettings:
-        # Insert-if-missing first: the transaction starts with a write, so SQLite takes the write lock
-        # before we read the old value (no read-then-upgrade deadlock, and the audit's "old" is exact).
-        insert = upsert_insert(session)
-        await session.execute(
-            insert(GuildSettings)
-            .values(
-                guild_id=guild_id,
-                disabled_capabilities=[],
-                role_plans={},
-                chat_all_channels=CHAT_EVERYWHERE_DEFAULT,
-            )
-            .on_conflict_do_nothing(index_elements=["guild_id"])
-        )
-        row = await session.get(GuildSettings, guild_id, populate_existing=True)
-        assert row is not None
-        return row
-
     async def _channel_row(self, session: AsyncSession, guild_id: int, channel_id: int) -> ChannelSettings:
         insert = upsert_insert(session)
         await session.execute(
@@ -272,7 +258,7 @@ class GuildConfigService:
             .values(channel_id=channel_id, guild_id=guild_id)
             .on_conflict_do_nothing(index_elements=["channel_id"])
         )
-        row = await session.get(ChannelSettings, channel_id, populate_existing=True)
+        row = await session.get(ChannelSettings, channel_id, populate_existing=True, with_for_update=True)
         assert row is not None
         if row.guild_id != guild_id:
             raise InvalidInput("That channel belongs to another server.")
@@ -301,7 +287,7 @@ class GuildConfigService:
 
     async def _set_guild(self, guild_id: int, actor_id: int, setting: str, column: str, value: Any) -> Any:
         async with self.sessions() as session:
-            row = await self._guild_row(session, guild_id)
+            row = await lock_guild_settings(session, guild_id)
             old = getattr(row, column)
             setattr(row, column, value)
             self._record(session, guild_id, actor_id, setting, old, value)
@@ -336,7 +322,7 @@ class GuildConfigService:
         if capability not in CAPABILITIES:
             raise InvalidInput(f"Capabilities are {', '.join(CAPABILITIES)}.")
         async with self.sessions() as session:
-            row = await self._guild_row(session, guild_id)
+            row = await lock_guild_settings(session, guild_id)
             old = sorted(row.disabled_capabilities or [])
             new = sorted(set(old) - {capability}) if enabled else sorted({*old, capability})
             row.disabled_capabilities = new
@@ -378,10 +364,10 @@ class GuildConfigService:
         to remove it. The @everyone role (id = guild id) sets the default for members without a plan role."""
         if role_guild_id != guild_id:
             raise InvalidInput("That role belongs to another server.")
-        if isinstance(plan, str) and plan not in PLANS:
-            raise InvalidInput(f"Plans are {', '.join(PLANS)}, or custom numbers.")
+        if isinstance(plan, str) and plan not in SERVER_PLANS:
+            raise InvalidInput(f"Plans are {', '.join(SERVER_PLANS)}, or custom numbers.")
         async with self.sessions() as session:
-            row = await self._guild_row(session, guild_id)
+            row = await lock_guild_settings(session, guild_id)
             plans = dict(row.role_plans or {})
             old = plans.get(str(role_id))
             if plan is None:

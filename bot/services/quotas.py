@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
 from bot.providers.models import is_closed_source
 from bot.store.engine import upsert_insert
-from bot.store.models import GuildSettings, QuotaUsage
+from bot.store.models import GuildSettings, OperatorGrant, QuotaUsage
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +110,13 @@ PREMIUM_PLAN = Plan(
     },
     max_input_chars=5000,
 )
-PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN}
-UNLIMITED_PLAN = Plan(name="unlimited (bypass role)", limits={}, max_input_chars=None)
+UNLIMITED_PLAN = Plan(name="unlimited", limits={}, max_input_chars=None)
+# The operator's built-in plans (QUOTA_DEFAULT_PLAN, /owner grant); a plans file may add more.
+BUILTIN_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN, "unlimited": UNLIMITED_PLAN}
+# The named plans a server's admins may give a role as the server's own caps.
+SERVER_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN}
+GLOBAL_SCOPE = 0
+"""The scope of a user's global allowance; a server's own caps are counted under its guild id."""
 
 
 def chat_feature_for(model: str) -> Feature:
@@ -121,15 +129,29 @@ def discord_relative(timestamp: float) -> str:
 
 
 class QuotaExceeded(ConcordError):
-    """A user's allowance for one feature is used up in one window; says which and when it resets."""
+    """A user's allowance for one feature is used up in one window; says which (the user's own or this
+    server's) and when it resets."""
 
-    def __init__(self, feature: Feature, window: Window | None, cap: int, resets_at: float | None) -> None:
+    def __init__(
+        self,
+        feature: Feature,
+        window: Window | None,
+        cap: int,
+        resets_at: float | None,
+        *,
+        by_server: bool = False,
+    ) -> None:
         label = FEATURE_LABELS[feature]
+        whose = "this server's" if by_server else "your"
         if window is None or resets_at is None:
-            message = f"Your plan here doesn't include {label.lower()}."
+            message = (
+                f"This server doesn't include {label.lower()} in its limits."
+                if by_server
+                else f"Your plan doesn't include {label.lower()}."
+            )
         else:
             message = (
-                f"You've used your {label.lower()} allowance for this {window.value} ({cap}/{cap}); "
+                f"You've used {whose} {label.lower()} allowance for this {window.value} ({cap}/{cap}); "
                 f"it resets {discord_relative(resets_at)}."
             )
         super().__init__(message)
@@ -137,6 +159,7 @@ class QuotaExceeded(ConcordError):
         self.window = window
         self.cap = cap
         self.resets_at = resets_at
+        self.by_server = by_server
 
 
 # --- plan resolution ------------------------------------------------------------------------------
@@ -160,7 +183,7 @@ def parse_custom_limits(text: str) -> dict[str, dict[str, int | None]]:
         raw = raw.strip()
         if raw == "-":
             cap: int | None = None
-        elif raw.isdigit() and int(raw) <= 10_000_000:
+        elif raw.isascii() and raw.isdigit() and len(raw) <= 8 and int(raw) <= 10_000_000:
             cap = int(raw)
         else:
             raise InvalidInput(f"`{token}`: the limit must be a whole number from 0 to 10000000, or `-`.")
@@ -171,27 +194,33 @@ def parse_custom_limits(text: str) -> dict[str, dict[str, int | None]]:
 
 
 def plan_from_stored(value: Any) -> Plan | None:
-    """A role_plans value: a plan name, or custom numbers layered over the free plan."""
+    """A role_plans value: a server plan name, or custom numbers. Custom numbers cap only the features
+    and windows they name: a server's plan can only tighten the user's own allowance."""
     if isinstance(value, str):
-        return PLANS.get(value)
+        return SERVER_PLANS.get(value)
     if not isinstance(value, Mapping):
         return None
-    limits: dict[Feature, dict[Window, int | None]] = {f: dict(c) for f, c in FREE_PLAN.limits.items()}
+    limits: dict[Feature, dict[Window, int | None]] = {}
     for feature_name, windows in value.items():
         if feature_name not in Feature.__members__.values() or not isinstance(windows, Mapping):
             continue
         for window_name, cap in windows.items():
             if window_name in Window.__members__.values() and (cap is None or isinstance(cap, int)):
-                limits[Feature(feature_name)][Window(window_name)] = cap
-    return Plan(name="custom", limits=limits, max_input_chars=FREE_PLAN.max_input_chars)
+                limits.setdefault(Feature(feature_name), _limits(None, None, None))[Window(window_name)] = cap
+    return Plan(name="custom", limits=limits, max_input_chars=None)
 
 
 def _more_generous(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else max(a, b)
 
 
+def _tighter(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 def combine_plans(plans: Sequence[Plan]) -> Plan:
-    """A member with several plan roles gets, per feature and window, the most generous cap."""
+    """A member with several plans (roles, or a user and a server grant) gets, per feature and window,
+    the most generous cap."""
     if len(plans) == 1:
         return plans[0]
     limits: dict[Feature, dict[Window, int | None]] = {}
@@ -213,20 +242,47 @@ def resolve_plan(
     role_ids: Iterable[int],
     role_plans: Mapping[str, Any],
     bypass_role_id: int | None,
-) -> Plan:
-    """The plan that applies to a member: bypass role, else their roles' plans (the @everyone role, whose
-    id is the guild's, sets the guild default), else the free plan. DMs always use the free plan."""
+) -> Plan | None:
+    """The server's own caps for a member, or None when the server sets none (or the member has its
+    bypass role, which skips the server's caps only): their roles' plans, else the @everyone role's
+    (whose id is the guild's). DMs have no server caps."""
     if guild_id is None:
-        return FREE_PLAN
+        return None
     roles = set(role_ids)
     if bypass_role_id is not None and bypass_role_id in roles:
-        return UNLIMITED_PLAN
+        return None
     role_specific = [plan_from_stored(role_plans[str(r)]) for r in roles if str(r) in role_plans]
     chosen = [p for p in role_specific if p is not None]
     if not chosen and str(guild_id) in role_plans:
         base = plan_from_stored(role_plans[str(guild_id)])
         chosen = [base] if base is not None else []
-    return combine_plans(chosen) if chosen else FREE_PLAN
+    return combine_plans(chosen) if chosen else None
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Both plans that apply to one call: the operator's global plan and the server's own caps."""
+
+    global_plan: Plan
+    server_plan: Plan | None = None
+    guild_id: int | None = None
+
+    @property
+    def effective(self) -> Plan:
+        """The global plan, its longest message shortened to the server plan's where that is tighter."""
+        if self.server_plan is None:
+            return self.global_plan
+        chars = _tighter(self.global_plan.max_input_chars, self.server_plan.max_input_chars)
+        if chars == self.global_plan.max_input_chars:
+            return self.global_plan
+        return Plan(self.global_plan.name, self.global_plan.limits, chars)
+
+    def claims(self, feature: Feature) -> list[tuple[int, Limits]]:
+        """(scope, caps) to take from: the global allowance, and the server's when it sets caps."""
+        claims: list[tuple[int, Limits]] = [(GLOBAL_SCOPE, self.global_plan.caps(feature))]
+        if self.server_plan is not None and self.guild_id is not None:
+            claims.append((self.guild_id, self.server_plan.caps(feature)))
+        return claims
 
 
 # --- the counters ---------------------------------------------------------------------------------
@@ -238,6 +294,7 @@ class TakenWindow:
     window_start: int
     used: int
     cap: int
+    scope: int = GLOBAL_SCOPE
 
 
 @dataclass(frozen=True)
@@ -255,6 +312,7 @@ class Denial:
     window: Window
     cap: int
     resets_at: float
+    scope: int = GLOBAL_SCOPE
 
 
 def window_start(window: Window, now: float) -> int:
@@ -265,47 +323,89 @@ def window_start(window: Window, now: float) -> int:
 class WindowCounter:
     """Fixed-window counters in `quota_usage`, changed only by single atomic statements.
 
-    Taking units is one `INSERT ... ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= cap
-    RETURNING used` per window, all windows in one transaction: if a later window denies, the transaction
-    rolls back and the windows already taken are released. It works the same on SQLite and PostgreSQL.
+    Taking units is ONE statement for every capped window of every scope:
+    `INSERT ... VALUES (each window) ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= cap
+    RETURNING ...`. A window at its cap returns no row; then the transaction rolls back, so no window
+    is charged. It works the same on SQLite and PostgreSQL.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = time.time) -> None:
         self.sessions = sessions
         self.clock = clock
+        bind = sessions.kw.get("bind")
+        # SQLite has one writer at a time; queueing this process's writers here, instead of in SQLite's
+        # busy handler (which sleeps and retries, unfairly), keeps every wait short under contention.
+        self._sqlite_writes = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
 
-    async def take(self, subject_id: int, feature: str, caps: Limits, units: int = 1) -> Grant | Denial:
+    def _one_writer(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._sqlite_writes if self._sqlite_writes is not None else contextlib.nullcontext()
+
+    async def take(
+        self, subject_id: int, feature: str, caps: Limits, units: int = 1, *, scope: int = GLOBAL_SCOPE
+    ) -> Grant | Denial:
+        return await self.take_all(subject_id, feature, [(scope, caps)], units)
+
+    async def take_all(
+        self, subject_id: int, feature: str, claims: Sequence[tuple[int, Limits]], units: int = 1
+    ) -> Grant | Denial:
+        """Take `units` from every capped window of every (scope, caps) claim, or from none."""
         now = self.clock()
-        capped = [(w, caps[w]) for w in Window if caps.get(w) is not None]
-        for window, cap in capped:
-            assert cap is not None
-            if units > cap:
-                # Also covers cap 0 (feature switched off), without touching the database.
-                return Denial(window, cap, window_start(window, now) + WINDOW_SECONDS[window])
-        taken: list[TakenWindow] = []
-        async with self.sessions() as session:
-            insert = upsert_insert(session)
-            for window, cap in capped:  # always minute, hour, day: one lock order, no deadlocks
-                assert cap is not None
+        # Always scope, then minute, hour, day: one lock order on PostgreSQL, no deadlocks.
+        wanted: list[tuple[int, Window, int, int]] = []
+        for scope, caps in sorted(claims, key=lambda claim: claim[0]):
+            for window in Window:
+                cap = caps.get(window)
+                if cap is None:
+                    continue
                 start = window_start(window, now)
-                statement = (
-                    insert(QuotaUsage)
-                    .values(user_id=subject_id, feature=feature, window=window.value)
-                    .values(window_start=start, used=units)
-                    .on_conflict_do_update(
-                        index_elements=["user_id", "feature", "window", "window_start"],
-                        set_={"used": QuotaUsage.used + units},
-                        where=QuotaUsage.used + units <= cap,
-                    )
-                    .returning(QuotaUsage.used)
+                if units > cap:
+                    # Also covers cap 0 (feature switched off), without touching the database.
+                    return Denial(window, cap, start + WINDOW_SECONDS[window], scope)
+                wanted.append((scope, window, cap, start))
+        if not wanted:
+            return Grant(subject_id, feature, units, ())
+        async with self._one_writer(), self.sessions() as session:
+            insert = upsert_insert(session)
+            cap_of_row = case(
+                *(
+                    (and_(QuotaUsage.scope == scope, QuotaUsage.window == window.value), cap)
+                    for scope, window, cap, _ in wanted
+                ),
+                else_=0,
+            )
+            statement = (
+                insert(QuotaUsage)
+                .values(
+                    [
+                        {
+                            "user_id": subject_id,
+                            "scope": scope,
+                            "feature": feature,
+                            "window": window.value,
+                            "window_start": start,
+                            "used": units,
+                        }
+                        for scope, window, _, start in wanted
+                    ]
                 )
-                used = (await session.execute(statement)).scalar_one_or_none()
-                if used is None:
+                .on_conflict_do_update(
+                    index_elements=["user_id", "scope", "feature", "window", "window_start"],
+                    set_={"used": QuotaUsage.used + units},
+                    where=QuotaUsage.used + units <= cap_of_row,
+                )
+                .returning(QuotaUsage.scope, QuotaUsage.window, QuotaUsage.used)
+            )
+            rows = {(scope, window): used for scope, window, used in await session.execute(statement)}
+            for scope, window, cap, start in wanted:
+                if (scope, window.value) not in rows:
                     await session.rollback()
-                    return Denial(window, cap, start + WINDOW_SECONDS[window])
-                taken.append(TakenWindow(window, start, used, cap))
+                    return Denial(window, cap, start + WINDOW_SECONDS[window], scope)
             await session.commit()
-        return Grant(subject_id, feature, units, tuple(taken))
+        taken = tuple(
+            TakenWindow(window, start, rows[(scope, window.value)], cap, scope)
+            for scope, window, cap, start in wanted
+        )
+        return Grant(subject_id, feature, units, taken)
 
     async def give_back(self, grant: Grant) -> None:
         """Return a grant's units to the windows they were taken from (a no-op once a window has passed)."""
@@ -317,6 +417,7 @@ class WindowCounter:
                     update(QuotaUsage)
                     .where(
                         QuotaUsage.user_id == grant.subject_id,
+                        QuotaUsage.scope == taken.scope,
                         QuotaUsage.feature == grant.feature,
                         QuotaUsage.window == taken.window.value,
                         QuotaUsage.window_start == taken.window_start,
@@ -326,14 +427,18 @@ class WindowCounter:
                 )
             await session.commit()
 
-    async def used(self, subject_id: int, features: Iterable[str]) -> dict[tuple[str, Window], int]:
-        """Units used in each current window, for reports."""
+    async def used(
+        self, subject_id: int, features: Iterable[str], *, scope: int = GLOBAL_SCOPE
+    ) -> dict[tuple[str, Window], int]:
+        """Units used in each current window of one scope, for reports."""
         now = self.clock()
         starts = {w: window_start(w, now) for w in Window}
         async with self.sessions() as session:
             rows = await session.execute(
                 select(QuotaUsage.feature, QuotaUsage.window, QuotaUsage.window_start, QuotaUsage.used).where(
-                    QuotaUsage.user_id == subject_id, QuotaUsage.feature.in_(list(features))
+                    QuotaUsage.user_id == subject_id,
+                    QuotaUsage.scope == scope,
+                    QuotaUsage.feature.in_(list(features)),
                 )
             )
             result: dict[tuple[str, Window], int] = {}
@@ -343,9 +448,10 @@ class WindowCounter:
                     result[(feature, window)] = used
             return result
 
-    async def clear(self, subject_id: int, feature: str | None = None) -> int:
+    async def clear(self, subject_id: int, feature: str | None = None, *, scope: int = GLOBAL_SCOPE) -> int:
+        """Delete one scope's counters of a user (a server's reset never touches the global ones)."""
         async with self.sessions() as session:
-            statement = delete(QuotaUsage).where(QuotaUsage.user_id == subject_id)
+            statement = delete(QuotaUsage).where(QuotaUsage.user_id == subject_id, QuotaUsage.scope == scope)
             if feature is not None:
                 statement = statement.where(QuotaUsage.feature == feature)
             result = await session.execute(statement)
@@ -391,8 +497,12 @@ class FeatureReport:
 
 @dataclass(frozen=True)
 class UsageReport:
+    """The global allowance (`plan`, `features`) and, in a server with its own caps, the use there."""
+
     plan: Plan
     features: tuple[FeatureReport, ...]
+    server_plan: Plan | None = None
+    server_features: tuple[FeatureReport, ...] = ()
 
 
 @dataclass
@@ -437,7 +547,11 @@ class Reservation:
 
 
 class QuotaService:
-    """Per-user allowances shared by servers, DMs and user installs (keyed on the user id only).
+    """Per-user allowances. Two scopes are checked on every call:
+
+    - the user's global allowance, shared by every server, DM and user install: the operator's plan
+      (QUOTA_DEFAULT_PLAN, or a plan the owners granted the user or the server with `/owner grant`);
+    - in a server that sets its own caps (role plans), that server's caps, counted per (server, user).
 
     Capability cogs wrap every provider call:
 
@@ -447,22 +561,69 @@ class QuotaService:
     Denial raises `QuotaExceeded` before the provider is called; an exception inside the block refunds.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Clock = time.time,
+        default_plan: str = "free",
+        plans: Mapping[str, Plan] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.counter = WindowCounter(sessions, clock=clock)
+        self.plans: dict[str, Plan] = {**BUILTIN_PLANS, **(plans or {})}
+        if default_plan not in self.plans:
+            raise ValueError(f"unknown default plan {default_plan!r}")
+        self.default_plan = self.plans[default_plan]
 
     @property
     def clock(self) -> Clock:
         return self.counter.clock
 
-    async def plan_for(self, guild_id: int | None, role_ids: Iterable[int] = ()) -> Plan:
-        if guild_id is None:
-            return FREE_PLAN
+    def operator_plan(self, name: str) -> Plan:
+        """A plan the owners may grant; a name no longer defined (plans file edited) means the default."""
+        return self.plans.get(name, self.default_plan)
+
+    async def context(
+        self, user_id: int | None, guild_id: int | None, role_ids: Iterable[int] = ()
+    ) -> PlanContext:
+        """Both plans for a call, read in one session: active grants, then the server's role plans."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        subjects = []
+        if user_id is not None:
+            subjects.append(and_(OperatorGrant.subject_type == "user", OperatorGrant.subject_id == user_id))
+        if guild_id is not None:
+            subjects.append(
+                and_(OperatorGrant.subject_type == "server", OperatorGrant.subject_id == guild_id)
+            )
         async with self.sessions() as session:
-            settings = await session.get(GuildSettings, guild_id)
-        if settings is None:
-            return FREE_PLAN
-        return resolve_plan(guild_id, role_ids, settings.role_plans or {}, settings.quota_bypass_role_id)
+            granted: list[str] = []
+            if subjects:
+                granted = list(
+                    await session.scalars(
+                        select(OperatorGrant.plan).where(
+                            or_(*subjects),
+                            OperatorGrant.revoked_at.is_(None),
+                            or_(OperatorGrant.expires_at.is_(None), OperatorGrant.expires_at > now),
+                        )
+                    )
+                )
+            settings = await session.get(GuildSettings, guild_id) if guild_id is not None else None
+        global_plan = (
+            combine_plans([self.operator_plan(n) for n in granted]) if granted else self.default_plan
+        )
+        server_plan = (
+            resolve_plan(guild_id, role_ids, settings.role_plans or {}, settings.quota_bypass_role_id)
+            if settings is not None
+            else None
+        )
+        return PlanContext(global_plan, server_plan, guild_id)
+
+    async def plan_for(
+        self, guild_id: int | None, role_ids: Iterable[int] = (), *, user_id: int | None = None
+    ) -> Plan:
+        """The plan a call is measured by (its longest message tightened by the server's caps)."""
+        return (await self.context(user_id, guild_id, role_ids)).effective
 
     async def consume(
         self,
@@ -473,14 +634,19 @@ class QuotaService:
         role_ids: Iterable[int] = (),
         units: int = 1,
     ) -> tuple[Grant, Plan]:
-        """Take `units` from every capped window of `feature`, or raise QuotaExceeded naming the window."""
-        plan = await self.plan_for(guild_id, role_ids)
-        result = await self.counter.take(user_id, feature.value, plan.caps(feature), units)
+        """Take `units` from every capped window of `feature`, global and server, or raise QuotaExceeded
+        naming the window (and whether the server's own cap denied)."""
+        context = await self.context(user_id, guild_id, role_ids)
+        result = await self.counter.take_all(user_id, feature.value, context.claims(feature), units)
         if isinstance(result, Denial):
             raise QuotaExceeded(
-                feature, result.window if result.cap > 0 else None, result.cap, result.resets_at
+                feature,
+                result.window if result.cap > 0 else None,
+                result.cap,
+                result.resets_at,
+                by_server=result.scope != GLOBAL_SCOPE,
             )
-        return result, plan
+        return result, context.effective
 
     async def refund(self, grant: Grant) -> None:
         await self.counter.give_back(grant)
@@ -496,14 +662,12 @@ class QuotaService:
     ) -> Reservation:
         return Reservation(self, user_id, feature, guild_id=guild_id, role_ids=tuple(role_ids), units=units)
 
-    async def reset(self, user_id: int, feature: Feature | None = None) -> int:
-        return await self.counter.clear(user_id, feature.value if feature else None)
+    async def reset(self, user_id: int, feature: Feature | None = None, *, scope: int = GLOBAL_SCOPE) -> int:
+        """Clear one scope's counters: a server's (its admins) or the global ones (owners only)."""
+        return await self.counter.clear(user_id, feature.value if feature else None, scope=scope)
 
-    async def report(
-        self, user_id: int, *, guild_id: int | None = None, role_ids: Iterable[int] = ()
-    ) -> UsageReport:
-        plan = await self.plan_for(guild_id, role_ids)
-        used = await self.counter.used(user_id, [f.value for f in Feature])
+    async def _features(self, user_id: int, plan: Plan, scope: int) -> tuple[FeatureReport, ...]:
+        used = await self.counter.used(user_id, [f.value for f in Feature], scope=scope)
         now = self.clock()
         features = []
         for feature in Feature:
@@ -518,4 +682,15 @@ class QuotaService:
                 for w in Window
             )
             features.append(FeatureReport(feature, windows))
-        return UsageReport(plan, tuple(features))
+        return tuple(features)
+
+    async def report(
+        self, user_id: int, *, guild_id: int | None = None, role_ids: Iterable[int] = ()
+    ) -> UsageReport:
+        """The user's global allowance and, in a server with its own caps, their use in that server only."""
+        context = await self.context(user_id, guild_id, role_ids)
+        global_features = await self._features(user_id, context.global_plan, GLOBAL_SCOPE)
+        if context.server_plan is None or guild_id is None:
+            return UsageReport(context.global_plan, global_features)
+        server_features = await self._features(user_id, context.server_plan, guild_id)
+        return UsageReport(context.global_plan, global_features, context.server_plan, server_features)

@@ -25,6 +25,8 @@ ACTION_ROWS_MAX = 5
 BUTTONS_PER_ROW_MAX = 5
 BUTTON_LABEL_MAX = 80
 COLOR_MAX = 0xFFFFFF
+SNOWFLAKE_MAX = 2**63 - 1  # Discord ids are 64-bit; at most 19 digits
+JSON_DEPTH_MAX = 32  # the deepest real payload (embeds[].fields[].name) is 4 levels
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -66,7 +68,7 @@ class EmbedFooter(_Model):
     _url = field_validator("icon_url")(_check_url)
 
 
-class EmbedField(_Model):
+class EmbedFieldSpec(_Model):
     name: str = Field(min_length=1, max_length=FIELD_NAME_MAX)
     value: str = Field(min_length=1, max_length=FIELD_VALUE_MAX)
     inline: bool = False
@@ -81,7 +83,7 @@ class EmbedSpec(_Model):
     thumbnail: EmbedImage | None = None
     author: EmbedAuthor | None = None
     footer: EmbedFooter | None = None
-    fields: list[EmbedField] = Field(default_factory=list, max_length=FIELDS_MAX)
+    fields: list[EmbedFieldSpec] = Field(default_factory=list, max_length=FIELDS_MAX)
 
     _blank = field_validator("title", "description", "url", mode="before")(_blank_is_none)
     _url = field_validator("url")(_check_url)
@@ -172,9 +174,12 @@ class SendDataPayload(_Model):
     def _snowflake(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if isinstance(value, str) and not value.strip().isdigit():
-            raise ValueError("must be a channel id (digits)")
-        return value.strip() if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = value.strip()
+            # ASCII digits only: "²".isdigit() is true, and int() of it fails; a 5000-digit id would too.
+            if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > SNOWFLAKE_MAX:
+                raise ValueError("must be a channel id (up to 19 digits)")
+        return value
 
     @model_validator(mode="after")
     def _whole_message(self) -> SendDataPayload:
@@ -205,9 +210,10 @@ class _PathError(ValueError):
 
 
 class SendDataInvalid(InvalidInput):
-    """The payload broke the schema; `.problems` lists (field path, problem); the message names the first."""
+    """The payload broke the schema; `.problems` lists (field path, problem); the message names the first.
+    `code` is `invalid_json` when the text was not JSON at all, else `invalid_payload`."""
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, problems: list[tuple[str, str]], *, code: str = "invalid_payload") -> None:
         path, problem = problems[0]
         more = (
             f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
@@ -216,10 +222,11 @@ class SendDataInvalid(InvalidInput):
         )
         super().__init__(f"`{path}` {problem}{more}.")
         self.problems = problems
+        self.code = code
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "error": "invalid_payload",
+            "error": self.code,
             "message": self.user_message,
             "problems": [{"field": path, "problem": problem} for path, problem in self.problems],
         }
@@ -283,10 +290,42 @@ def parse_payload(data: Any, *, require_channel: bool) -> SendDataPayload:
     return payload
 
 
+def json_depth_exceeds(text: str, limit: int = JSON_DEPTH_MAX) -> bool:
+    """Whether brackets outside strings nest deeper than `limit` (checked before decoding: 50,000
+    nested brackets would exhaust the decoder's recursion)."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def parse_payload_text(text: str, *, require_channel: bool) -> SendDataPayload:
-    """Decode JSON text, then validate it."""
+    """Decode JSON text, then validate it; every malformed input is a SendDataInvalid naming the field."""
+    if json_depth_exceeds(text):
+        raise SendDataInvalid(
+            [("payload", f"nests brackets deeper than {JSON_DEPTH_MAX} levels")], code="invalid_json"
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SendDataInvalid([("payload", f"is not valid JSON ({exc.msg} at line {exc.lineno})")]) from None
+        raise SendDataInvalid(
+            [("payload", f"is not valid JSON ({exc.msg} at line {exc.lineno})")], code="invalid_json"
+        ) from None
+    except (ValueError, RecursionError):  # e.g. an integer beyond Python's digit limit
+        raise SendDataInvalid([("payload", "is not JSON that can be read")], code="invalid_json") from None
     return parse_payload(data, require_channel=require_channel)

@@ -112,11 +112,17 @@ class ConversationMessage(Base):
 
 
 class QuotaUsage(Base):
-    """Units a user consumed of one feature in one window; changed only by atomic statements."""
+    """Units a user consumed of one feature in one window; changed only by atomic statements.
+
+    `scope` 0 is the user's global allowance (the operator's plan, shared by every server and DM); a
+    guild id is that server's own, tighter caps for the user (its admins' role plans)."""
 
     __tablename__ = "quota_usage"
 
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    scope: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, default=0, server_default="0"
+    )
     feature: Mapped[str] = mapped_column(String(32), primary_key=True)
     window: Mapped[str] = mapped_column(String(8), primary_key=True)  # minute | hour | day
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -190,7 +196,10 @@ class SendDataAudit(Base):
     """Every send-data post, accepted or refused, from the HTTP endpoint or `/embed send`."""
 
     __tablename__ = "send_data_audit"
-    __table_args__ = (Index("ix_send_data_audit_guild_recent", "guild_id", "id"),)
+    __table_args__ = (
+        Index("ix_send_data_audit_guild_recent", "guild_id", "id"),
+        UniqueConstraint("refusal_key", "minute"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(16))  # http | command
@@ -202,7 +211,30 @@ class SendDataAudit(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     remote: Mapped[str | None] = mapped_column(String(64))
+    # Refused posts are aggregated: one row per key, address or admin per minute, `count` of them.
+    # Accepted posts leave both NULL (one row each), which the unique constraint allows.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    refusal_key: Mapped[str | None] = mapped_column(String(80))
+    minute: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class OperatorGrant(Base):
+    """A plan the bot's owners gave a user, or everyone in a server (`/owner grant`). Rows are never
+    deleted: a revoked or replaced grant keeps who gave and who took it, as the audit trail."""
+
+    __tablename__ = "operator_grants"
+    __table_args__ = (Index("ix_operator_grants_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(8))  # user | server
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    plan: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ImageResult(Base):

@@ -20,7 +20,7 @@ from bot.discordkit.live_reply import INCOMPLETE_NOTE, INTERRUPTED_NOTE, STOPPED
 from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority
 from bot.services.fetcher import GuardedFetcher
-from bot.store.models import ConversationMessage, GuildSettings, QuotaUsage
+from bot.store.models import ConversationMessage, QuotaUsage
 from tests.e2e.harness import (
     REGENERATE_BUTTON,
     STOP_BUTTON,
@@ -645,8 +645,8 @@ async def test_input_over_the_plan_limit_is_refused_with_the_limit(
     assert itx.ephemeral
     assert "1,000 characters" in itx.original["content"]
     assert gateway.requests_for("chat") == []
-    async with chat_bot.db_sessions() as session, session.begin():
-        session.add(GuildSettings(guild_id=world.guild.id, role_plans={str(world.guild.id): "premium"}))
+    # The operator's plan decides the limit (a server's own plans can only tighten it).
+    await chat_bot.plan_grants.grant("server", world.guild.id, "premium", expires_at=None, actor_id=1)
     ok = await chat(discord_emu, world.member, world.general, "y" * 1001)
     assert ok.original["content"] == "Hello there, human."
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,18 +14,24 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import Concord
+from bot.providers.redact import Redactor
+from bot.providers.types import KeyUsage
 from bot.services.guild_config import GuildConfigService
-from bot.services.quotas import Feature
-from bot.store.models import ConfigAudit, SendDataAudit
+from bot.services.quotas import Feature, QuotaExceeded
+from bot.store.models import ConfigAudit, OperatorGrant, SendDataAudit
+from cogs.owner import usage_lines
 from tests.e2e.harness import (
     World,
+    chat_settings,
     emulator_settings,
+    final_from,
     run,
     running_bot,
     sqlite_url,
     text_of,
     write_providers_file,
 )
+from tests.e2e.test_http_api import MALFORMED
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator
 
@@ -134,10 +142,12 @@ async def test_each_setting_round_trips_into_show_and_audit(
     )
     audit = text_of(await run(discord_emu, world.admin, "config audit", world.general))
     assert "role_plan" in audit and "chat_model" in audit and f"<@{world.admin.id}>" in audit
-    # The log channel announces changes made after it was set.
+    # The log channel announces changes made after it was set, through the channel's write budget.
+    writes_before = bot.write_budget.stats.writes
     await run(discord_emu, world.admin, "config capability", world.general, name="songs", enabled=True)
     announced = await discord_emu.wait_for_message(world.general, lambda m: "changed songs" in m["content"])
     assert f"<@{world.admin.id}>" in announced["content"]
+    assert bot.write_budget.stats.writes == writes_before + 1
 
 
 async def test_invalid_settings_are_refused_and_not_recorded(
@@ -196,7 +206,7 @@ async def test_usage_shows_remaining_and_admins_can_look_up_and_reset(
     itx = await run(discord_emu, world.member, "usage", world.general)
     assert itx.ephemeral
     usage = text_of(itx)
-    assert "Plan here: **free**" in usage
+    assert "Plan: **free**" in usage
     assert "7/10" in usage and "1997/2000" in usage  # LLM: minute and day
 
     # The same allowance in a DM.
@@ -208,10 +218,15 @@ async def test_usage_shows_remaining_and_admins_can_look_up_and_reset(
     looked_up = text_of(await run(discord_emu, world.admin, "usage", world.general, user=world.member))
     assert "Usage of bob" in looked_up and "7/10" in looked_up
 
+    # A server's admin resets only that server's counters; the user's own allowance is the owners'.
     reset = await run(
         discord_emu, world.admin, "usage-reset", world.general, user=world.member, feature="llm"
     )
-    assert "Reset" in reset.original["content"]
+    assert "Reset" in reset.original["content"] and "in this server" in reset.original["content"]
+    assert "7/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
+    bot.settings.owner_ids.append(world.admin.id)
+    reset = await run(discord_emu, world.admin, "owner usage-reset", world.general, user=world.member)
+    assert "global usage of every feature" in reset.original["content"]
     assert "10/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
 
 
@@ -220,7 +235,9 @@ async def test_a_premium_role_shows_in_usage(
 ) -> None:
     await run(discord_emu, world.admin, "config plan", world.general, role=world.mods, plan="premium")
     usage = text_of(await run(discord_emu, world.admin, "usage", world.general))
-    assert "Plan here: **premium**" in usage and "30/30" in usage
+    # The server's premium plan is the server's own caps; the user's global plan stays free.
+    assert "Plan: **free**" in usage and "own caps (**premium**)" in usage
+    assert "here: minute ▰▰▰▰▰▰▰▰ 30/30" in usage and "minute ▰▰▰▰▰▰▰▰ 10/10" in usage
 
 
 async def test_embed_send_posts_the_schema_message(
@@ -289,3 +306,151 @@ async def test_owner_commands_are_for_owners_only(
     reloaded = await run(discord_emu, world.admin, "owner reload", world.general, extension="cogs.usage")
     assert "Reloaded `cogs.usage`" in reloaded.original["content"]
     assert "10/10" in text_of(await run(discord_emu, world.member, "usage", world.general))
+
+
+@pytest.mark.parametrize(
+    ("raw", "sentence"),
+    [
+        # The option holds at most 6000 characters; the sentence is the endpoint's for 50,000 brackets.
+        ("[" * 3000, "`payload` nests brackets deeper than 32 levels."),
+        ('{"channelId": "²", "content": "x"}', "`channelId` must be a channel id"),
+        ('{"channelId": "' + "7" * 5000 + '", "content": "x"}', "`channelId` must be a channel id"),
+        ('{"channelId": ' + "7" * 5000 + ', "content": "x"}', "`payload` is not JSON"),
+    ],
+    ids=["nested", "superscript", "long id", "long number"],
+)
+async def test_embed_send_answers_malformed_json_with_the_endpoints_sentence(
+    discord_emu: DiscordEmulator, world: World, bot: Concord, raw: str, sentence: str
+) -> None:
+    assert sentence in {expected for _, _, expected in MALFORMED}
+    itx = await run(discord_emu, world.admin, "embed send", world.general, channel=world.general, json=raw)
+    assert itx.ephemeral and itx.original["content"].startswith(sentence)
+    assert "error id" not in itx.original["content"].lower()
+    async with bot.db_sessions() as session:
+        statuses = list(await session.scalars(select(SendDataAudit.status)))
+    assert statuses == [400]
+
+
+def test_owner_stats_leaves_out_nested_credentials_of_check_answers() -> None:
+    usage = KeyUsage(
+        provider="emu",
+        plan="premium",
+        values={
+            "usage.llms.day": 12,
+            "account.api_key": "sk-live-abcdef",
+            "account.accessToken": "tok-123456",
+            "keys.0.token": "tok-654321",
+            "auth.secret": "s3cr3t",
+            "note": "key sk-known-1234 still active",
+        },
+    )
+    shown = "\n".join(usage_lines(usage, Redactor(["sk-known-1234"])))
+    assert "usage.llms.day: 12" in shown and "plan: premium" in shown
+    for secret in ("sk-live-abcdef", "tok-123456", "tok-654321", "s3cr3t", "sk-known-1234"):
+        assert secret not in shown
+
+
+async def test_an_admin_of_another_server_cannot_reset_read_or_lift_a_users_own_allowance(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    eve = discord_emu.create_user("eve")
+    stranger = discord_emu.create_user("stranger")
+    other = discord_emu.create_guild("Server B", owner=eve)
+    vip = other.create_role("VIP")
+    lounge = other.create_text_channel("lounge")
+    other.add_member(eve)
+    other.add_member(world.member, roles=[vip])
+    async with running_bot(discord_emu, emulator_settings(discord_emu, sqlite_url(tmp_path))) as bot:
+        bob = world.member.id
+        for _ in range(10):  # bob's whole LLM minute, used in server A
+            await bot.quotas.consume(bob, Feature.LLM, guild_id=world.guild.id)
+
+        # Reset: scoped to server B, the user's own allowance is untouched.
+        reset = await run(discord_emu, eve, "usage-reset", lounge, user=world.member)
+        assert "in this server" in reset.original["content"]
+        with pytest.raises(QuotaExceeded):
+            await bot.quotas.consume(bob, Feature.LLM, guild_id=other.id)
+        refused = await run(discord_emu, eve, "owner usage-reset", lounge, user=world.member)
+        assert "can't use" in refused.original["content"]
+
+        # Read: only members of B, and only what is left, never where it went.
+        looked_up = text_of(await run(discord_emu, eve, "usage", lounge, user=world.member))
+        assert "0/10" in looked_up and "Concord Test" not in looked_up and "here:" not in looked_up
+        outsider = await run(discord_emu, eve, "usage", lounge, user=stranger)
+        assert "isn't a member of this server" in outsider.original["content"]
+
+        # Lift: a bypass role and an @everyone plan with no LLM limit only relax server B's own caps.
+        await run(discord_emu, eve, "config bypass-role", lounge, role=vip)
+        await run(
+            discord_emu, eve, "config plan", lounge, role=other.everyone, plan="custom", limits="llm.minute=-"
+        )
+        for roles in ([vip.id], [other.id]):
+            with pytest.raises(QuotaExceeded, match="your"):
+                await bot.quotas.consume(bob, Feature.LLM, guild_id=other.id, role_ids=roles)
+
+
+async def test_owners_grant_and_revoke_plans(
+    discord_emu: DiscordEmulator, world: World, bot: Concord
+) -> None:
+    refused = await run(
+        discord_emu, world.admin, "owner grant user", world.general, user=world.member, plan="premium"
+    )
+    assert "can't use" in refused.original["content"]
+    bot.settings.owner_ids.append(world.admin.id)
+    granted = await run(
+        discord_emu,
+        world.admin,
+        "owner grant user",
+        world.general,
+        user=world.member,
+        plan="premium",
+        expires="30d",
+    )
+    assert "now has the **premium** plan until" in granted.original["content"]
+    assert "Plan: **premium**" in text_of(await run(discord_emu, world.member, "usage", world.general))
+    bad = await run(
+        discord_emu, world.admin, "owner grant server", world.general, server_id="²", plan="premium"
+    )
+    assert "up to 19 digits" in bad.original["content"]
+    await run(
+        discord_emu,
+        world.admin,
+        "owner grant server",
+        world.general,
+        server_id=str(world.guild.id),
+        plan="unlimited",
+    )
+    assert "unlimited" in text_of(await run(discord_emu, world.admin, "usage", world.general))
+    revoked = await run(discord_emu, world.admin, "owner revoke user", world.general, user=world.member)
+    assert "grant ended" in revoked.original["content"]
+    async with bot.db_sessions() as session:
+        rows = list(await session.scalars(select(OperatorGrant).order_by(OperatorGrant.id)))
+    assert [(r.subject_type, r.plan, r.granted_by, r.revoked_by) for r in rows] == [
+        ("user", "premium", world.admin.id, world.admin.id),
+        ("server", "unlimited", world.admin.id, None),
+    ]
+
+
+async def test_with_the_unlimited_default_plan_fifty_messages_in_a_minute_are_answered(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    # One user, fifty mentions within a minute (free would answer ten). Each goes to its own channel so
+    # that Discord's per-channel write budget, not the quota, is the only pacing.
+    channels = [world.guild.create_text_channel(f"room-{n}") for n in range(50)]
+    gateway = GatewayEmulator("openai", reply="Answered.")
+    await gateway.start()
+    try:
+        settings = chat_settings(discord_emu, gateway, tmp_path, quota_default_plan="unlimited")
+        async with running_bot(discord_emu, settings):
+            me = discord_emu.bot_user.id
+            started = time.monotonic()
+            for channel in channels:
+                await discord_emu.send_message(world.member, channel, f"<@{me}> hi")
+            answers = await asyncio.gather(
+                *(discord_emu.wait_for_message(c, final_from(discord_emu), timeout=50) for c in channels)
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        await gateway.close()
+    assert elapsed < 60
+    assert [a["content"] for a in answers] == ["Answered."] * 50

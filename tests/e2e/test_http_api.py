@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,18 @@ from sqlalchemy import select
 import bot.http_api as http_api
 from bot.app import Concord
 from bot.services.api_keys import ApiKeyService
+from bot.store.engine import create_engine, create_sessionmaker
 from bot.store.models import SendDataAudit
-from tests.e2e.harness import World, emulator_settings, running_bot, sqlite_url
+from tests.e2e.harness import (
+    World,
+    chat_settings,
+    emulator_settings,
+    final_from,
+    running_bot,
+    sqlite_url,
+    until,
+)
+from tests.e2e.test_chat import PacedGateway
 from tests.emulators.discord_emulator import DiscordEmulator
 
 RATE_LIMIT = 5
@@ -209,6 +221,11 @@ async def test_rate_limit_per_key_is_429_with_retry_after(
     discord_emu: DiscordEmulator, world: World, endpoint: Endpoint
 ) -> None:
     body = {"channelId": str(world.general.id), "content": "tick"}
+    # Posts queue in the channel's write budget (4 per 5.5 s), so this test spans seconds: freeze the
+    # key counter's clock mid-minute so a minute boundary cannot fall between the posts.
+    assert endpoint.bot.http_server is not None
+    frozen = time.time() // 60 * 60 + 30
+    endpoint.bot.http_server.rate.clock = lambda: frozen
     for _ in range(RATE_LIMIT):
         assert (await endpoint.post(body))[0] == 200
     status, answer, headers = await endpoint.post(body)
@@ -248,3 +265,125 @@ async def test_healthz(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> N
     async with endpoint.http.get(f"{endpoint.base}/healthz") as response:
         assert response.status == 503
         assert (await response.json())["database"] is False
+
+
+# Malformed input is a 400 naming the field (never a 500); `/embed send` answers with the same sentence
+# (tests/e2e/test_governance.py checks that side against these).
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("nested", b"[" * 50_000, "`payload` nests brackets deeper than 32 levels."),
+    ("superscript", '{"channelId": "²", "content": "x"}'.encode(), "`channelId` must be a channel id"),
+    ("long id", b'{"channelId": "' + b"7" * 5000 + b'", "content": "x"}', "`channelId` must be a channel id"),
+    ("long number", b'{"channelId": ' + b"7" * 5000 + b', "content": "x"}', "`payload` is not JSON"),
+]
+
+
+@pytest.mark.parametrize(("raw", "sentence"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+async def test_malformed_input_is_a_400_naming_the_field(
+    discord_emu: DiscordEmulator, world: World, endpoint: Endpoint, raw: bytes, sentence: str
+) -> None:
+    status, answer, _ = await endpoint.post(None, raw=raw)
+    assert status == 400, answer
+    assert answer["error"] in {"invalid_json", "invalid_payload"}
+    assert answer["message"].startswith(sentence)
+    assert answer["problems"][0]["field"] in {"payload", "channelId"}
+    assert bot_posts(discord_emu, world.general) == []
+    assert [s for s, _ in await audit(endpoint.bot)] == [400]
+
+
+async def test_posts_share_the_channel_budget_with_a_streamed_reply(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    gateway = PacedGateway("openai", reply="unused")
+    gateway.stream_chunks = [f"token{i} " for i in range(30)]
+    gateway.chunk_delay = 0.1  # a 3-second stream
+    await gateway.start()
+    try:
+        settings = chat_settings(
+            discord_emu, gateway, tmp_path, http_port=0, send_data_rate_limit=100, chat_edit_interval=0.5
+        )
+        async with running_bot(discord_emu, settings) as bot, aiohttp.ClientSession() as http:
+            assert bot.http_server is not None
+            created = await bot.api_keys.create(world.guild.id, "ci", world.admin.id)
+            endpoint = Endpoint(bot, f"http://127.0.0.1:{bot.http_server.port}", created.key, http, None)
+            me = discord_emu.bot_user.id
+            await discord_emu.send_message(world.member, world.general, f"<@{me}> go")
+            await until(lambda: len(bot_posts(discord_emu, world.general)) == 1)  # the reply has begun
+            posts = await asyncio.gather(
+                *(
+                    endpoint.post({"channelId": str(world.general.id), "content": f"news {i}"})
+                    for i in range(6)
+                )
+            )
+            answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu), timeout=20)
+    finally:
+        await gateway.close()
+    assert [status for status, _, _ in posts] == [200] * 6
+    assert answer["content"] == "".join(gateway.stream_chunks).strip()
+    assert {m["content"] for m in bot_posts(discord_emu, world.general)} >= {f"news {i}" for i in range(6)}
+    assert discord_emu.rate_limited == []
+
+
+async def test_bad_keys_are_limited_per_address_before_any_database_work_and_aggregated(
+    discord_emu: DiscordEmulator, world: World, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert endpoint.bot.http_server is not None
+    server = endpoint.bot.http_server
+    frozen = time.monotonic() // 60 * 60 + 30
+    server.failures.clock = lambda: frozen  # one minute for the whole flood
+    endpoint.bot.send_audit.clock = lambda: frozen
+    # The good key proves itself once; the flood that follows never locks it out.
+    body = {"channelId": str(world.general.id), "content": "still here"}
+    assert (await endpoint.post(body))[0] == 200
+    lookups = 0
+    authenticate = endpoint.bot.api_keys.authenticate
+
+    async def counted(secret: str) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await authenticate(secret)
+
+    monkeypatch.setattr(endpoint.bot.api_keys, "authenticate", counted)
+    statuses = []
+    for index in range(200):
+        key = None if index % 2 else f"cnc_forged-{index}"
+        statuses.append((await endpoint.post({"content": "x"}, key=key))[0])
+    assert statuses[: http_api.AUTH_FAILURES_PER_MINUTE] == [401] * http_api.AUTH_FAILURES_PER_MINUTE
+    assert set(statuses[http_api.AUTH_FAILURES_PER_MINUTE :]) == {429}
+    assert lookups <= http_api.AUTH_FAILURES_PER_MINUTE // 2  # the turned-away ones queried nothing
+    assert (await endpoint.post(body))[0] == 200
+    await endpoint.bot.send_audit.flush()
+    async with endpoint.bot.db_sessions() as session:
+        rows = list(await session.scalars(select(SendDataAudit).order_by(SendDataAudit.id)))
+    refused = [r for r in rows if r.status != 200]
+    assert len(refused) == 1  # 200 bad posts, one row: this address, this minute
+    assert refused[0].count == 200 and refused[0].refusal_key == "addr:127.0.0.1"
+    assert [r.count for r in rows if r.status == 200] == [1, 1]
+
+
+async def test_audit_rows_older_than_the_retention_are_pruned(endpoint: Endpoint) -> None:
+    audit_log = endpoint.bot.send_audit
+    now = time.time()
+    audit_log.clock = lambda: now - 31 * 86400
+    await audit_log.record(source="command", status=200, detail="posted", guild_id=1)
+    await audit_log.record(source="command", status=400, detail="old refusal", actor_id=5)
+    audit_log.clock = lambda: now
+    await audit_log.record(source="command", status=200, detail="posted", guild_id=1)
+    assert await audit_log.prune(30) == 2
+    assert [detail for _, detail in await audit(endpoint.bot)] == ["posted"]
+
+
+async def test_the_maintenance_task_flushes_and_stops_with_the_bot(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    settings = emulator_settings(discord_emu, sqlite_url(tmp_path), http_port=0)
+    async with running_bot(discord_emu, settings) as bot:
+        audit_log = bot.send_audit
+        task = audit_log._task
+        assert task is not None and not task.done()
+        audit_log.note_refused(remote="203.0.113.9", status=429, detail="auth_rate_limited")
+    assert task.done() and audit_log._task is None
+    engine = create_engine(sqlite_url(tmp_path))
+    async with create_sessionmaker(engine)() as session:
+        [row] = list(await session.scalars(select(SendDataAudit)))
+    await engine.dispose()
+    assert (row.refusal_key, row.count, row.status) == ("addr:203.0.113.9", 1, 429)

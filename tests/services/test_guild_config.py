@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.errors import FeatureUnavailable, InvalidInput
-from bot.services.api_keys import ApiKeyService, hash_key
+from bot.services.api_keys import MAX_ACTIVE_KEYS_PER_GUILD, ApiKeyService, hash_key
 from bot.services.guild_config import ChannelChatSettings, GuildConfigService
-from bot.services.quotas import UNLIMITED_PLAN, Feature, QuotaService, Window, parse_custom_limits
-from bot.store.models import ApiKey, ChannelSettings
+from bot.services.quotas import Feature, Plan, QuotaService, Window, parse_custom_limits
+from bot.store.engine import create_sessionmaker
+from bot.store.models import ApiKey, ChannelSettings, ConfigAudit
 
 GUILD, OTHER_GUILD = 10, 20
 ADMIN = 1
+USER = 7
 CHANNEL, ROLE = 100, 200
 
 
@@ -175,12 +180,16 @@ async def test_role_plan_takes_effect_in_quotas(
     config: GuildConfigService, db_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     quotas = QuotaService(db_sessions)
+
+    async def server_plan() -> Plan | None:
+        return (await quotas.context(USER, GUILD, [ROLE])).server_plan
+
     await config.set_role_plan(GUILD, ADMIN, ROLE, "premium", role_guild_id=GUILD)
-    assert (await quotas.plan_for(GUILD, [ROLE])).name == "premium"
+    assert (plan := await server_plan()) is not None and plan.name == "premium"
     await config.set_role_plan(GUILD, ADMIN, ROLE, parse_custom_limits("llm.minute=3"), role_guild_id=GUILD)
-    assert (await quotas.plan_for(GUILD, [ROLE])).caps(Feature.LLM)[Window.MINUTE] == 3
+    assert (plan := await server_plan()) is not None and plan.caps(Feature.LLM)[Window.MINUTE] == 3
     await config.set_bypass_role(GUILD, ADMIN, ROLE, role_guild_id=GUILD)
-    assert (await quotas.plan_for(GUILD, [ROLE])) is UNLIMITED_PLAN
+    assert await server_plan() is None  # the bypass role skips the server's own caps
     with pytest.raises(InvalidInput):
         await config.set_role_plan(GUILD, ADMIN, ROLE, "platinum", role_guild_id=GUILD)
     with pytest.raises(InvalidInput):
@@ -215,3 +224,42 @@ async def test_api_keys_are_hashed_scoped_and_revocable(
     assert await keys.authenticate(created.key) is None
     assert await keys.list(GUILD) == []
     assert [k.revoked_at is not None for k in await keys.list(GUILD, include_revoked=True)] == [True]
+
+
+# --- no lost updates on PostgreSQL (issue 10, item 7) -------------------------------------------------
+
+
+async def test_twenty_concurrent_changes_on_postgresql_lose_none(pg_engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(pg_engine)
+    config = GuildConfigService(sessions)
+    roles = [ROLE + n for n in range(20)]
+    # Each change reads the guild's JSON column and writes it back: without the row lock, concurrent
+    # transactions overwrite each other's entries.
+    await asyncio.gather(
+        *(config.set_role_plan(GUILD, ADMIN, role, "premium", role_guild_id=GUILD) for role in roles)
+    )
+    settings = await config.get(GUILD)
+    assert sorted(settings.role_plans) == sorted(str(role) for role in roles)
+    capabilities = ["image", "imagine", "vision", "ask", "songs", "tts"]
+    await asyncio.gather(
+        *(config.set_capability(OTHER_GUILD, ADMIN, capability, False) for capability in capabilities * 3)
+    )
+    assert sorted((await config.get(OTHER_GUILD)).disabled_capabilities) == sorted(capabilities)
+    async with sessions() as session:
+        audited = await session.scalar(select(func.count()).select_from(ConfigAudit))
+    assert audited == 20 + 18
+
+
+async def test_concurrent_key_creation_on_postgresql_cannot_pass_the_cap(pg_engine: AsyncEngine) -> None:
+    keys = ApiKeyService(create_sessionmaker(pg_engine))
+
+    async def create(n: int) -> bool:
+        try:
+            await keys.create(GUILD, f"key {n}", ADMIN)
+        except InvalidInput:
+            return False
+        return True
+
+    created = await asyncio.gather(*(create(n) for n in range(20)))
+    assert sum(created) == MAX_ACTIVE_KEYS_PER_GUILD
+    assert len(await keys.list(GUILD)) == MAX_ACTIVE_KEYS_PER_GUILD

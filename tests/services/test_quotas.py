@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.errors import InvalidInput
+from bot.config import load_settings
+from bot.errors import ConfigError, InvalidInput
 from bot.providers.errors import ProviderUnavailable
+from bot.services.plan_grants import PlanGrants, parse_expiry
+from bot.services.plans_file import load_plans_file
 from bot.services.quotas import (
     FREE_PLAN,
     PREMIUM_PLAN,
-    UNLIMITED_PLAN,
     Feature,
     QuotaExceeded,
     QuotaService,
@@ -158,7 +162,7 @@ async def test_report_shows_remaining_per_window(quotas: QuotaService, clock: Fa
     assert by_window[Window.HOUR].resets_at == clock.now // 3600 * 3600 + 3600
 
 
-async def test_role_plans_and_bypass_role_come_from_guild_settings(
+async def test_server_role_plans_are_server_caps_and_the_bypass_role_skips_only_those(
     quotas: QuotaService, db_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     other_role, bypass = ROLE + 1, ROLE + 2
@@ -171,24 +175,34 @@ async def test_role_plans_and_bypass_role_come_from_guild_settings(
             )
         )
         await session.commit()
-    assert (await quotas.plan_for(GUILD, [ROLE])).caps(Feature.LLM)[Window.MINUTE] == 30
-    assert (await quotas.plan_for(GUILD, [other_role])).caps(Feature.LLM)[Window.MINUTE] == 2
-    assert (await quotas.plan_for(GUILD, [])).name == "free"
-    assert (await quotas.plan_for(GUILD, [bypass])) is UNLIMITED_PLAN
+    context = await quotas.context(USER, GUILD, [ROLE])
+    assert context.global_plan is FREE_PLAN and context.server_plan is PREMIUM_PLAN
+    # A server plan looser than the user's own allowance lifts nothing: the global cap still holds.
+    assert (await quotas.plan_for(GUILD, [ROLE])).caps(Feature.LLM)[Window.MINUTE] == 10
+    tight = (await quotas.context(USER, GUILD, [other_role])).server_plan
+    assert tight is not None and tight.caps(Feature.LLM)[Window.MINUTE] == 2
+    assert tight.caps(Feature.IMAGINE)[Window.DAY] is None  # custom numbers cap only what they name
+    assert (await quotas.context(USER, GUILD, [])).server_plan is None
+    assert (await quotas.context(USER, GUILD, [bypass, other_role])).server_plan is None
     await use(quotas, Feature.LLM, 2, guild_id=GUILD, role_ids=[other_role])
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaExceeded, match="this server's"):
         await quotas.consume(USER, Feature.LLM, guild_id=GUILD, role_ids=[other_role])
-    await use(quotas, Feature.LLM, 50, guild_id=GUILD, role_ids=[bypass])  # not counted at all
+    # The bypass role skips the server's 2/minute, not the user's global 10/minute.
+    await use(quotas, Feature.LLM, 8, guild_id=GUILD, role_ids=[bypass])
+    with pytest.raises(QuotaExceeded, match="your"):
+        await quotas.consume(USER, Feature.LLM, guild_id=GUILD, role_ids=[bypass])
 
 
 def test_plan_resolution_picks_the_most_generous_cap() -> None:
     plans = {str(ROLE): "premium", str(ROLE + 1): {"imagine": {"day": 500}}}
     merged = resolve_plan(GUILD, [ROLE, ROLE + 1], plans, None)
+    assert merged is not None
     assert merged.caps(Feature.IMAGINE)[Window.DAY] == 500
-    assert merged.caps(Feature.LLM)[Window.MINUTE] == 30
+    assert merged.caps(Feature.LLM)[Window.MINUTE] is None  # the custom role sets no LLM cap here
+    assert resolve_plan(GUILD, [ROLE], plans, None) is PREMIUM_PLAN
     # The @everyone role (id = guild id) sets the guild's default plan.
     assert resolve_plan(GUILD, [], {str(GUILD): "premium"}, None) is PREMIUM_PLAN
-    assert resolve_plan(None, [ROLE], plans, None) is FREE_PLAN  # DMs
+    assert resolve_plan(None, [ROLE], plans, None) is None  # DMs have no server caps
 
 
 def test_custom_limits_parse_and_reject_nonsense() -> None:
@@ -264,3 +278,123 @@ async def test_windows_deny_and_reset_on_postgresql(pg_engine: AsyncEngine, cloc
     report = await quotas.report(USER)
     [llm] = [f for f in report.features if f.feature is Feature.LLM]
     assert {w.window: w.used for w in llm.windows}[Window.MINUTE] == 1
+
+
+# --- operator plans and the abuse paths of issue 10 ----------------------------------------------------
+
+OTHER_GUILD = GUILD + 1
+
+
+async def test_calls_spread_over_a_dm_two_servers_and_a_user_install_share_the_global_cap(
+    quotas: QuotaService, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Server B's admin lifts every cap of its own (custom `-`) for @everyone: that lifts nothing global.
+    async with db_sessions() as session:
+        session.add(
+            GuildSettings(guild_id=OTHER_GUILD, role_plans={str(OTHER_GUILD): {"llm": {"minute": None}}})
+        )
+        await session.commit()
+    user_install_guild = GUILD + 99  # a server the bot is not in: no settings, only the global cap
+    places = [None, GUILD, OTHER_GUILD, user_install_guild]
+    for call in range(10):
+        await quotas.consume(USER, Feature.LLM, guild_id=places[call % 4])
+    for guild_id in places:
+        with pytest.raises(QuotaExceeded, match="your"):
+            await quotas.consume(USER, Feature.LLM, guild_id=guild_id)
+
+
+async def test_a_servers_reset_clears_only_its_own_counters(
+    quotas: QuotaService, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with db_sessions() as session:
+        session.add(
+            GuildSettings(guild_id=OTHER_GUILD, role_plans={str(OTHER_GUILD): {"llm": {"minute": 20}}})
+        )
+        await session.commit()
+    await use(quotas, Feature.LLM, 10, guild_id=OTHER_GUILD)
+    assert await quotas.reset(USER, Feature.LLM, scope=OTHER_GUILD) == 1  # the server's minute row
+    with pytest.raises(QuotaExceeded, match="your"):
+        await quotas.consume(USER, Feature.LLM, guild_id=OTHER_GUILD)
+    report = await quotas.report(USER, guild_id=OTHER_GUILD)
+    [llm] = [f for f in report.features if f.feature is Feature.LLM]
+    [here] = [f for f in report.server_features if f.feature is Feature.LLM]
+    assert {w.window: w.remaining for w in llm.windows}[Window.MINUTE] == 0
+    assert {w.window: w.remaining for w in here.windows}[Window.MINUTE] == 20
+
+
+async def test_the_unlimited_default_plan_answers_fifty_messages_in_a_minute(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    unlimited = QuotaService(db_sessions, clock=clock, default_plan="unlimited")
+    for _ in range(50):
+        await unlimited.consume(USER, Feature.LLM, guild_id=GUILD)
+    assert (await unlimited.plan_for(GUILD)).max_input_chars is None
+    free = QuotaService(db_sessions, clock=clock)
+    with pytest.raises(QuotaExceeded):
+        await use(free, Feature.LLM, 11)
+
+
+async def test_a_grant_lifts_the_global_plan_until_it_expires(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    quotas = QuotaService(db_sessions, clock=clock)
+    grants = PlanGrants(db_sessions, known_plans=list(quotas.plans), clock=clock)
+    expires = parse_expiry("1h", grants.now())
+    assert expires is not None and expires.timestamp() == clock.now + 3600
+    await grants.grant("user", USER, "premium", expires_at=expires, actor_id=1)
+    assert (await quotas.plan_for(None, user_id=USER)) is PREMIUM_PLAN
+    await use(quotas, Feature.LLM, 30)  # premium: 30 a minute, in a DM too
+    clock.advance(3599)
+    assert (await quotas.plan_for(None, user_id=USER)) is PREMIUM_PLAN
+    clock.advance(1)  # the grant ends exactly on time
+    assert (await quotas.plan_for(None, user_id=USER)) is FREE_PLAN
+    await use(quotas, Feature.LLM, 10)
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM)
+
+
+async def test_a_server_grant_covers_its_members_there_and_revoking_ends_it(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    quotas = QuotaService(db_sessions, clock=clock)
+    grants = PlanGrants(db_sessions, known_plans=list(quotas.plans), clock=clock)
+    await grants.grant("server", GUILD, "unlimited", expires_at=None, actor_id=1)
+    await use(quotas, Feature.LLM, 40, guild_id=GUILD)
+    await use(quotas, Feature.LLM, 10)  # elsewhere (a DM) the default plan still counts
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM)
+    assert await grants.revoke("server", GUILD, actor_id=1) == 1
+    with pytest.raises(QuotaExceeded):
+        await quotas.consume(USER, Feature.LLM, guild_id=GUILD)
+    with pytest.raises(InvalidInput):
+        await grants.grant("user", USER, "platinum", expires_at=None, actor_id=1)
+    for bad in ("yesterday", "0d", "99999w"):
+        with pytest.raises(InvalidInput):
+            parse_expiry(bad, grants.now())
+
+
+def test_a_plans_file_defines_plans_and_its_errors_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "plans.toml"
+    path.write_text(
+        '[plans.friends]\nbase = "premium"\nmax_input_chars = 8000\nllm = { minute = 60, day = "-" }\n'
+    )
+    friends = load_plans_file(path)["friends"]
+    assert friends.caps(Feature.LLM) == {Window.MINUTE: 60, Window.HOUR: None, Window.DAY: None}
+    assert friends.caps(Feature.CLOSED_LLM)[Window.DAY] == 300 and friends.max_input_chars == 8000
+    settings = load_settings(None, quota_plans_file=str(path), quota_default_plan="friends")
+    assert settings.custom_plans["friends"] == friends
+    for body, key in [
+        ("[plans.friends]\nllm = { minute = -1 }\n", "plans.friends.llm.minute"),
+        ("[plans.friends]\nmusic = { day = 3 }\n", "plans.friends.music"),
+        ("[plans.friends]\nllm = { week = 3 }\n", "plans.friends.llm.week"),
+        ("[plans.free]\nllm = { day = 3 }\n", "plans.free"),
+        ('[plans.x]\nbase = "gold"\n', "plans.x.base"),
+        ("[plan.x]\n", "plan"),
+        ("not toml = = \n", "not valid TOML"),
+    ]:
+        path.write_text(body)
+        with pytest.raises(ConfigError, match=re.escape(key)) as raised:
+            load_settings(None, quota_plans_file=str(path))
+        assert "QUOTA_PLANS_FILE" in str(raised.value)
+    with pytest.raises(ConfigError, match="QUOTA_DEFAULT_PLAN"):
+        load_settings(None, quota_default_plan="gold")
