@@ -15,7 +15,15 @@ from sqlalchemy import select
 from bot.discordkit.live_reply import INTERRUPTED_NOTE, WRITING_MARKER
 from bot.store.engine import create_engine
 from bot.store.models import ConversationMessage
-from tests.e2e.harness import World, bot_messages, emulator_settings, final_from, running_bot, until
+from tests.e2e.harness import (
+    World,
+    bot_messages,
+    emulator_settings,
+    final_from,
+    running_bot,
+    until,
+    write_providers_file,
+)
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator
 from tests.test_cli import cli_environment
@@ -40,10 +48,7 @@ async def test_sigterm_mid_reply_marks_it_interrupted_and_a_restart_remembers_it
 ) -> None:
     gateway = HangingGateway("openai", stream_chunks=["Partial ", "answer "])
     async with gateway:
-        providers = tmp_path / "providers.toml"
-        providers.write_text(
-            f'[[provider]]\nname = "emu"\nprofile = "openai"\nbase_url = "{gateway.base_url}"\nretries = 0\n'
-        )
+        providers = write_providers_file(tmp_path, [gateway], name="emu", retries=0)
         environment = cli_environment(
             tmp_path,
             DISCORD_TOKEN=discord_emu.token,
