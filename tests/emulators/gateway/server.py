@@ -67,6 +67,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     body: bytes
+    time: float = field(default_factory=time.monotonic)  # when the request arrived (monotonic clock)
 
 
 @dataclass
@@ -84,6 +85,10 @@ class GatewayEmulator:
     api_key: str | None = None
     reply: str = ""
     stream_chunks: list[str] | None = None
+    # Seconds between streamed chat chunks (0: as fast as possible); each content chunk's send time
+    # (monotonic) and text is appended to `stream_sent`, so a client's lag behind the model can be measured.
+    stream_interval: float = 0.0
+    stream_sent: list[tuple[float, str]] = field(default_factory=list, repr=False)
     vision_reply: str = "A blue square on a white background."
     ask_chunks: list[tuple[str, str]] = field(
         default_factory=lambda: [
@@ -210,6 +215,7 @@ class GatewayEmulator:
         resource = request.match_info.route.resource
         name = resource.name if resource is not None and resource.name else "unknown:"
         route = name.split(":")[0]
+        arrived = time.monotonic()
         body = await request.read()
         try:
             payload = json.loads(body) if body else None
@@ -217,7 +223,14 @@ class GatewayEmulator:
             payload = None
         self.requests.append(
             RecordedRequest(
-                route, request.method, request.path, dict(request.query), dict(request.headers), payload, body
+                route,
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                payload,
+                body,
+                arrived,
             )
         )
         request[ROUTE] = route
@@ -364,7 +377,10 @@ class GatewayEmulator:
         for i, piece in enumerate(chunks):
             if await self._stream_fault(request, response, fault, i):
                 return response
+            if self.stream_interval and i:
+                await asyncio.sleep(self.stream_interval)
             await response.write(event({"content": piece}))
+            self.stream_sent.append((time.monotonic(), piece))
         if await self._stream_fault(request, response, fault, len(chunks)):
             return response
         await response.write(event({}, "stop"))
