@@ -3,7 +3,7 @@
 Runs in its own process (the emulators and the driver stay in the parent), so its CPU time and memory
 are the bot's alone. Counts every database round trip (SQLAlchemy cursor executes, commits, rollbacks)
 and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
-`stats`, `reset`, `clear_peak` (resets the peak-RSS mark).
+`stats`, `reset`, `lag on` / `lag off`, `clear_peak` (resets the peak-RSS mark).
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ LAG_PERIOD = 0.01
 
 class Counters:
     def __init__(self) -> None:
+        self.sampling = False  # lag sampling wakes the loop 100 times a second: only while asked
         self.executes = 0
         self.commits = 0
         self.rollbacks = 0
         self.lags: list[float] = []
 
     def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.executes = self.commits = self.rollbacks = 0
+        self.lags = []
 
 
 COUNTERS = Counters()
@@ -79,6 +81,9 @@ def stats() -> dict[str, Any]:
 async def sample_lag() -> None:
     loop = asyncio.get_running_loop()
     while True:
+        if not COUNTERS.sampling:
+            await asyncio.sleep(0.2)
+            continue
         started = loop.time()
         await asyncio.sleep(LAG_PERIOD)
         COUNTERS.lags.append(max(0.0, loop.time() - started - LAG_PERIOD))
@@ -95,6 +100,9 @@ async def serve_control() -> None:
             answer = stats()
         elif command == "reset":
             COUNTERS.reset()
+            answer = {"ok": True}
+        elif command in ("lag on", "lag off"):
+            COUNTERS.sampling = command == "lag on"
             answer = {"ok": True}
         elif command == "clear_peak":
             with contextlib.suppress(OSError):
