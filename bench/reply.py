@@ -15,7 +15,7 @@ from bench.world import Bench, bench_world, is_final, wait_until
 
 TOKENS = 200
 RATE = 40.0  # tokens per second
-SETTLE = 0.5  # seconds after a reply is final before its CPU and statements are read
+SETTLE = 0.3  # seconds after a reply is final before its CPU and statements are read
 
 
 def reply_chunks() -> list[str]:
@@ -39,7 +39,12 @@ def visible_times(bench: Bench, channel: Any, since: float, markers: list[str]) 
     seen: dict[str, float] = {}
     for request in bench.emu.requests:
         match = route.match(request.path)
-        if request.time < since or not match or request.method not in ("POST", "PATCH") or request.status >= 300:
+        if (
+            request.time < since
+            or not match
+            or request.method not in ("POST", "PATCH")
+            or request.status >= 300
+        ):
             continue
         body = request.json or {}
         if "content" not in body:
@@ -57,11 +62,13 @@ async def mention(bench: Bench, user: Any, channel: Any, prompt: str) -> dict[st
     return await bench.emu.send_message(user, channel, f"{bench.emu.bot_user.mention} {prompt}")
 
 
-async def streamed_replies(bench: Bench, runs: int) -> dict[str, Figure]:
+async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Figure]:
     cpu = Figure("cpu_ms_per_reply", "ms", "bot CPU, one 200-token reply streamed at 40 tok/s", "≤ 40")
     lag = Figure("token_lag_ms", "ms", "mean per reply of (visible − model send) over its tokens", "≤ 650")
     limited = Figure("discord_429s_per_reply", "count", "429 answers from Discord during one reply", "0")
-    trips = Figure("db_round_trips_per_mention_turn", "count", "DB round trips, one streamed mention turn", "")
+    trips = Figure(
+        "db_round_trips_per_mention_turn", "count", "DB round trips, one streamed mention turn", ""
+    )
     bench.gateway.stream_chunks = reply_chunks()
     bench.gateway.stream_interval = 1 / RATE
     channel, user = bench.channels[0], bench.users[0]
@@ -70,8 +77,8 @@ async def streamed_replies(bench: Bench, runs: int) -> dict[str, Figure]:
     await wait_until(lambda: final_reply_after(bench, channel, warm["id"]), 60, "the warm-up reply")
     # The bot's idle CPU (heartbeats, lag sampler) over a reply's length, subtracted from each reply.
     before = await bench.bot.stats()
-    await asyncio.sleep(2.0)
-    idle_per_s = ((await bench.bot.stats())["cpu_s"] - before["cpu_s"]) / 2.0
+    await asyncio.sleep(idle)
+    idle_per_s = ((await bench.bot.stats())["cpu_s"] - before["cpu_s"]) / idle
     cpu.extra["idle_cpu_ms_per_s"] = round(idle_per_s * 1000, 2)
     for run in range(runs):
         bench.gateway.stream_sent.clear()
@@ -80,7 +87,7 @@ async def streamed_replies(bench: Bench, runs: int) -> dict[str, Figure]:
         limited_before = len(bench.emu.rate_limited)
         started = time.monotonic()
         message = await mention(bench, user, channel, f"count for me, run {run}")
-        await wait_until(lambda: final_reply_after(bench, channel, message["id"]), 60, "a streamed reply")
+        await wait_until(lambda m=message: final_reply_after(bench, channel, m["id"]), 60, "a streamed reply")
         elapsed = time.monotonic() - started
         await asyncio.sleep(SETTLE)
         after = await bench.bot.stats()
@@ -101,7 +108,12 @@ async def streamed_replies(bench: Bench, runs: int) -> dict[str, Figure]:
 
 
 async def chat_turn_round_trips(bench: Bench, runs: int) -> Figure:
-    figure = Figure("db_round_trips_per_turn", "count", "DB round trips (executes+commits+rollbacks), one /chat turn", "≤ 4")
+    figure = Figure(
+        "db_round_trips_per_turn",
+        "count",
+        "DB round trips (executes+commits+rollbacks), one /chat turn",
+        "≤ 4",
+    )
     for run in range(runs):
         channel = bench.channels[1 + run % (len(bench.channels) - 1)]
         await bench.bot.ask("reset")
@@ -124,14 +136,17 @@ def _chat_request_for(bench: Bench, marker: str) -> Any:
 async def message_to_request(bench: Bench, runs: int, bursts: int) -> dict[str, Figure]:
     alone = Figure("msg_to_request_ms", "ms", "message arrives → provider request, alone", "p50 ≤ 5")
     burst = Figure(
-        "msg_to_request_burst_p90_ms", "ms", "p90 of message → provider request, 20 messages over 5 channels", "≤ 50"
+        "msg_to_request_burst_p90_ms",
+        "ms",
+        "p90 of message → provider request, 20 messages over 5 channels",
+        "≤ 50",
     )
     channel, user = bench.channels[0], bench.users[0]
     for run in range(runs):
         marker = f"alone-{run}-{time.monotonic_ns()}"
         started = time.monotonic()
         message = await mention(bench, user, channel, marker)
-        await wait_until(lambda: final_reply_after(bench, channel, message["id"]), 30, "a reply")
+        await wait_until(lambda m=message: final_reply_after(bench, channel, m["id"]), 30, "a reply")
         request = _chat_request_for(bench, marker)
         if request is not None:
             alone.samples.append((request.time - started) * 1000)
@@ -145,23 +160,26 @@ async def message_to_request(bench: Bench, runs: int, bursts: int) -> dict[str, 
             message = await mention(bench, bench.users[k % len(bench.users)], where, marker)
             sent.append((marker, started, where, message))
         await wait_until(
-            lambda: all(_chat_request_for(bench, m) is not None for m, *_ in sent), 120, "the burst's requests"
+            lambda sent=sent: all(_chat_request_for(bench, m) is not None for m, *_ in sent),
+            120,
+            "the burst's requests",
         )
         latencies = [(_chat_request_for(bench, m).time - t) * 1000 for m, t, *_ in sent]
         burst.samples.append(percentile(latencies, 0.90))
         burst.extra.setdefault("all_ms", []).extend(round(x, 2) for x in latencies)
         await wait_until(
-            lambda: all(final_reply_after(bench, where, msg["id"]) for _, _, where, msg in sent), 120, "burst replies"
+            lambda sent=sent: all(final_reply_after(bench, w, msg["id"]) for _, _, w, msg in sent),
+            120,
+            "burst replies",
         )
     return {f.name: f for f in (alone, burst)}
 
 
-async def run(quick: bool) -> list[Figure]:
-    with tempfile.TemporaryDirectory() as folder:
-        async with bench_world(Path(folder), channels=6, users=20) as bench:
-            streamed = await streamed_replies(bench, 2 if quick else 5)
-            round_trips = await chat_turn_round_trips(bench, 5 if quick else 20)
-            latency = await message_to_request(bench, 10 if quick else 40, 1 if quick else 3)
+async def run_in(bench: Bench, quick: bool) -> list[Figure]:
+    """The per-reply figures, in a running world with at least 6 channels and 20 users."""
+    streamed = await streamed_replies(bench, 1 if quick else 5, idle=1.0 if quick else 3.0)
+    round_trips = await chat_turn_round_trips(bench, 3 if quick else 20)
+    latency = await message_to_request(bench, 5 if quick else 40, 1 if quick else 3)
     return [
         streamed["cpu_ms_per_reply"],
         round_trips,
@@ -171,3 +189,9 @@ async def run(quick: bool) -> list[Figure]:
         streamed["token_lag_ms"],
         streamed["discord_429s_per_reply"],
     ]
+
+
+async def run(quick: bool) -> list[Figure]:
+    with tempfile.TemporaryDirectory() as folder:
+        async with bench_world(Path(folder), channels=6, users=20) as bench:
+            return await run_in(bench, quick)

@@ -181,7 +181,12 @@ async def bench_world(
         await wait_until(lambda: bool(emu.guild_commands(world.guild)), 30, "command sync")
         bench = Bench(emu, gateway, world, folder, bot, text_channels, members)
         itx = await bench.command(
-            world.admin, "config plan", world.general, role=world.guild.everyone, plan="custom", limits=GENEROUS
+            world.admin,
+            "config plan",
+            world.general,
+            role=world.guild.everyone,
+            plan="custom",
+            limits=GENEROUS,
         )
         if itx.original is None or "1000000" not in (itx.original.get("content") or "").replace(",", ""):
             # Not fatal: the figures still come, but a quota may refuse some turns; say so.
