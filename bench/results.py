@@ -38,13 +38,17 @@ class Figure:
             "unit": self.unit,
             "what": self.what,
             "target": self.target,
-            "median": self.median,
-            "p99": self.p99,
+            "median": _rounded(self.median),
+            "p99": _rounded(self.p99),
             "runs": len(self.samples),
             "samples": [round(s, 4) for s in self.samples],
             "na": self.na,
             "extra": self.extra,
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def percentile(samples: list[float], fraction: float) -> float:
