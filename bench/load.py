@@ -35,6 +35,7 @@ async def ack_latency(bench: Bench, seconds: float, rate: float = 100.0) -> Figu
         )
         sent[str(itx.payload["id"])] = at
         handles.append(itx)
+    offered = count / (time.monotonic() - start)
     with contextlib.suppress(RuntimeError):  # turns still unfinished after a minute are counted below
         await wait_until(lambda: all(is_final(h.original) for h in handles), 60, "the acked turns")
     for request in bench.emu.requests:
@@ -43,7 +44,7 @@ async def ack_latency(bench: Bench, seconds: float, rate: float = 100.0) -> Figu
             figure.samples.append((request.time - sent.pop(match.group(1))) * 1000)
     figure.extra = {
         "sent": count,
-        "offered_rate_per_s": round(count / (time.monotonic() - start), 1),
+        "offered_rate_per_s": round(offered, 1),
         "unacknowledged": len(sent),
         "unfinished_turns": sum(1 for h in handles if not is_final(h.original)),
     }
@@ -51,8 +52,11 @@ async def ack_latency(bench: Bench, seconds: float, rate: float = 100.0) -> Figu
 
 
 async def sustained_turns(bench: Bench, channels: int, seconds: float) -> dict[str, Any]:
-    """Each of `channels` channels runs /chat turns back to back for `seconds`; counts finished turns."""
+    """Each of `channels` channels runs /chat turns back to back, starting new ones for `seconds`;
+    turns per second = finished turns / time until the last one ended. Failures are sorted by what the
+    user saw: no answer at all (not acknowledged in time), or an answer that is not a reply (e.g. busy)."""
     done = failed = 0
+    failures: dict[str, int] = {}
     stop_at = time.monotonic() + seconds
 
     async def channel_loop(index: int) -> None:
@@ -61,26 +65,30 @@ async def sustained_turns(bench: Bench, channels: int, seconds: float) -> dict[s
         user = bench.users[index % len(bench.users)]
         turn = 0
         while time.monotonic() < stop_at:
+            itx = await bench.emu.run_command(
+                user, "chat", {"prompt": f"turn {turn} in {index}"}, channel=channel
+            )
+            turn += 1
             try:
-                await bench.chat(user, channel, f"turn {turn} in {index}", timeout=15)
+                await itx.wait_for(lambda i: is_final(i.original), timeout=20)
             except AssertionError:  # no final reply in time: counted, and the channel goes on
                 failed += 1
+                seen = "no answer" if itx.original is None else (itx.original.get("content") or "")[:60]
+                failures[seen] = failures.get(seen, 0) + 1
                 continue
-            finally:
-                turn += 1
-            if time.monotonic() <= stop_at:
-                done += 1
+            done += 1
 
     await bench.bot.ask("reset")
     await bench.bot.ask("lag on")
     started = time.monotonic()
     await asyncio.gather(*(channel_loop(i) for i in range(channels)))
-    elapsed = min(time.monotonic(), stop_at) - started
+    elapsed = time.monotonic() - started
     stats = await bench.bot.stats()
     await bench.bot.ask("lag off")
     return {
         "turns_per_s": done / elapsed,
         "failed": failed,
+        "failures": failures,
         "lag_p99_ms": stats["lag_p99_ms"],
         "rss_mb": stats["rss_kb"] / 1024,
     }
@@ -112,6 +120,9 @@ async def run_in(bench: Bench, quick: bool) -> list[Figure]:
             memory.samples.append(result["rss_mb"])
             lags.samples.append(result["lag_p99_ms"])
             per_width.extra["failed_turns"] = per_width.extra.get("failed_turns", 0) + result["failed"]
+            for seen, count in result["failures"].items():
+                shown = per_width.extra.setdefault("failures", {})
+                shown[seen] = shown.get(seen, 0) + count
         if width == 50:
             turns.samples, lag.samples, turns.extra = per_width.samples, lags.samples, per_width.extra
         growth += [per_width, lags, memory]

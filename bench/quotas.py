@@ -12,18 +12,26 @@ from bench.results import Figure
 GUILD = 42
 
 
-async def consume_rate(quotas: object, users: int, ops: int) -> float:
+async def consume_rate(quotas: object, users: int, ops: int) -> tuple[float, dict[str, int]]:
+    """Granted consumes per second with `users` users in flight at once, and the errors by type
+    (e.g. SQLite's "database is locked" when writers queue past busy_timeout)."""
     from bot.services.quotas import Feature
 
     per_user = max(1, ops // users)
+    errors: dict[str, int] = {}
 
     async def one_user(user_id: int) -> None:
         for _ in range(per_user):
-            await quotas.consume(user_id, Feature.LLM, guild_id=GUILD)  # type: ignore[attr-defined]
+            try:
+                await quotas.consume(user_id, Feature.LLM, guild_id=GUILD)  # type: ignore[attr-defined]
+            except Exception as exc:
+                key = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+                errors[key] = errors.get(key, 0) + 1
 
     started = time.perf_counter()
     await asyncio.gather(*(one_user(1_000_000 + u) for u in range(users)))
-    return per_user * users / (time.perf_counter() - started)
+    granted = per_user * users - sum(errors.values())
+    return granted / (time.perf_counter() - started), errors
 
 
 async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Figure]:
@@ -51,7 +59,10 @@ async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Fig
                 "≥ 2,000" if users == 20 else "flat",
             )
             for _ in range(runs):
-                figure.samples.append(await consume_rate(quotas, users, ops))
+                rate, errors = await consume_rate(quotas, users, ops)
+                figure.samples.append(rate)
+                for key, count in errors.items():
+                    figure.extra.setdefault("errors", {})[key] = figure.extra["errors"].get(key, 0) + count
             figures.append(figure)
         await engine.dispose()
     return figures
