@@ -71,7 +71,7 @@ async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Fig
 def run(quick: bool) -> list[Figure]:
     counts = (20,) if quick else (1, 20, 200)
     try:
-        return asyncio.run(measure(counts, 2 if quick else 5, 200 if quick else 2000))
+        return asyncio.run(measure(counts, 2 if quick else 3, 200 if quick else 1000))
     except Exception as exc:  # the quota service's interface changed: say so, keep the other figures
         return [
             Figure("quota_ops_per_s", "ops/s", "quota consumes", "≥ 2,000", na=f"{type(exc).__name__}: {exc}")
