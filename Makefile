@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo migrate doctor commands sync bench sysdeps testdeps clean
+.PHONY: run test lint demo migrate doctor commands sync bench bench-quick bench-micro sysdeps testdeps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Concord needs Python 3.11 or newer; set PYTHON=/path/to/python3.11."; exit 1; }
@@ -67,8 +67,16 @@ test: $(STAMP) testdeps lint
 demo: $(STAMP) sysdeps
 	$(PY) -m tests.demo
 
+# The real bot (a child process) against the loopback emulators; prints the table, writes bench/results.json.
 bench: $(STAMP)
-	@for f in bench/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(PY) $$f || exit 1; done
+	$(PY) -m bench
+
+bench-quick: $(STAMP)
+	$(PY) -m bench --quick
+
+# Focused figures of single components (splitting, write budget, provider client, /ping round trips).
+bench-micro: $(STAMP)
+	@for m in chat providers providers_stream interactions; do echo "== bench.micro.$$m"; $(PY) -m bench.micro.$$m || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,11 +17,10 @@ from dotenv import load_dotenv
 
 from bot.app import Concord, point_discord_at
 from bot.config import Settings, load_settings
-from bot.doctor import render, run_checks
 from bot.errors import ConfigError
 from bot.logging_setup import setup_logging
 from bot.resources import open_resources
-from bot.store.migrate import upgrade
+from bot.store.migrate import upgrade, upgrade_if_behind
 
 log = logging.getLogger("bot")
 
@@ -54,7 +53,7 @@ async def run(settings: Settings) -> None:
     token = require_token(settings)
     point_discord_at(settings)
     async with open_resources(settings) as resources:
-        await upgrade(resources.db_engine)
+        await upgrade_if_behind(resources.db_engine)
         bot = Concord.from_resources(resources)
         stopping = handle_signals(bot, settings.shutdown_grace)
         try:
@@ -95,6 +94,8 @@ async def migrate(settings: Settings) -> None:
 
 
 async def doctor(settings: Settings) -> int:
+    from bot.doctor import render, run_checks  # a rare command: its imports stay out of every start
+
     point_discord_at(settings)
     async with open_resources(settings) as resources:
         checks = await run_checks(resources)

@@ -8,7 +8,15 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from bot.store.engine import create_engine
-from bot.store.migrate import current_revision, downgrade, head_revision, upgrade
+from bot.store.migrate import (
+    current_revision,
+    declared_head,
+    downgrade,
+    head_revision,
+    stored_revision,
+    upgrade,
+    upgrade_if_behind,
+)
 from bot.store.models import Base
 
 EXPECTED_TABLES = {
@@ -85,5 +93,26 @@ async def test_migrations_on_postgresql(postgres_url: str) -> None:
         await downgrade(engine, "base")
         async with engine.connect() as connection:
             assert await connection.run_sync(_tables) == set()
+    finally:
+        await engine.dispose()
+
+
+def test_declared_head_reads_the_same_head_as_alembic() -> None:
+    assert declared_head() is not None
+    assert declared_head() == head_revision()
+
+
+async def test_start_migrates_a_new_database_and_skips_alembic_when_current(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        assert await stored_revision(engine) is None
+        assert await upgrade_if_behind(engine) is True
+        assert await stored_revision(engine) == head_revision()
+        assert await upgrade_if_behind(engine) is False
+        # A database one revision behind is brought up to head.
+        await downgrade(engine, "-1")
+        assert await stored_revision(engine) != head_revision()
+        assert await upgrade_if_behind(engine) is True
+        assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()

@@ -67,6 +67,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     body: bytes
+    time: float = field(default_factory=time.monotonic)  # when the request arrived (monotonic clock)
 
 
 @dataclass
@@ -216,6 +217,7 @@ class GatewayEmulator:
         resource = request.match_info.route.resource
         name = resource.name if resource is not None and resource.name else "unknown:"
         route = name.split(":")[0]
+        arrived = time.monotonic()
         body = await request.read()
         try:
             payload = json.loads(body) if body else None
@@ -223,7 +225,14 @@ class GatewayEmulator:
             payload = None
         self.requests.append(
             RecordedRequest(
-                route, request.method, request.path, dict(request.query), dict(request.headers), payload, body
+                route,
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                payload,
+                body,
+                arrived,
             )
         )
         request[ROUTE] = route

@@ -11,14 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import aiohttp
 
 from bot.providers import ChatChunk, ChatMessage, ChatRequest, ProviderClient, ProviderConfig
 from bot.providers.transport import StreamReader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REQUEST = ChatRequest(messages=[ChatMessage.user("hello")], model="bench-model")
 CHUNKS = 200
 STREAMS = int(sys.argv[1]) if len(sys.argv) > 1 else 100

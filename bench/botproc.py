@@ -1,0 +1,139 @@
+"""The bot process under benchmark: `python -m bot run`, plus counters the parent reads over stdin/stdout.
+
+Runs in its own process (the emulators and the driver stay in the parent), so its CPU time and memory
+are the bot's alone. Counts every database round trip (SQLAlchemy cursor executes, commits, rollbacks)
+and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
+`stats`, `reset`, `lag on` / `lag off`, `clear_peak` (resets the peak-RSS mark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+LAG_PERIOD = 0.01
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.sampling = False  # lag sampling wakes the loop 100 times a second: only while asked
+        self.executes = 0
+        self.commits = 0
+        self.rollbacks = 0
+        self.lags: list[float] = []
+
+    def reset(self) -> None:
+        self.executes = self.commits = self.rollbacks = 0
+        self.lags = []
+
+
+COUNTERS = Counters()
+
+
+def _count_execute(*_: Any) -> None:
+    COUNTERS.executes += 1
+
+
+def _count_commit(*_: Any) -> None:
+    COUNTERS.commits += 1
+
+
+def _count_rollback(*_: Any) -> None:
+    COUNTERS.rollbacks += 1
+
+
+def proc_status() -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of this process, in KiB."""
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0])
+    return values
+
+
+def stats() -> dict[str, Any]:
+    lags = sorted(COUNTERS.lags)
+    status = proc_status()
+    return {
+        "cpu_s": time.process_time(),  # every thread of this process, ns resolution
+        "executes": COUNTERS.executes,
+        "commits": COUNTERS.commits,
+        "rollbacks": COUNTERS.rollbacks,
+        "round_trips": COUNTERS.executes + COUNTERS.commits + COUNTERS.rollbacks,
+        "lag_samples": len(lags),
+        "lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000 if lags else 0.0,
+        "lag_max_ms": lags[-1] * 1000 if lags else 0.0,
+        "rss_kb": status.get("VmRSS", 0),
+        "hwm_kb": status.get("VmHWM", 0),
+    }
+
+
+async def sample_lag() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        if not COUNTERS.sampling:
+            await asyncio.sleep(0.2)
+            continue
+        started = loop.time()
+        await asyncio.sleep(LAG_PERIOD)
+        COUNTERS.lags.append(max(0.0, loop.time() - started - LAG_PERIOD))
+
+
+async def serve_control() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        command = line.decode().strip()
+        answer: dict[str, Any]
+        if command == "stats":
+            answer = stats()
+        elif command == "reset":
+            COUNTERS.reset()
+            answer = {"ok": True}
+        elif command in ("lag on", "lag off"):
+            COUNTERS.sampling = command == "lag on"
+            answer = {"ok": True}
+        elif command == "clear_peak":
+            with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:  # noqa: ASYNC230
+                refs.write("5")
+            answer = {"ok": True}
+        else:
+            answer = {"error": f"unknown command {command!r}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    os._exit(0)  # the parent went away: stop at once
+
+
+async def main() -> None:
+    # Imported here so the counters above are installed before the bot creates its engine.
+    from bot import __main__ as cli
+    from bot.config import load_settings
+    from bot.logging_setup import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    tasks = [asyncio.create_task(sample_lag()), asyncio.create_task(serve_control())]
+    try:
+        await cli.run(settings)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+if __name__ == "__main__":
+    event.listen(Engine, "before_cursor_execute", _count_execute)
+    event.listen(Engine, "commit", _count_commit)
+    event.listen(Engine, "rollback", _count_rollback)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Focused micro-benchmarks of single components (splitting, write budget, provider client, /ping)."""

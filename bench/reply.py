@@ -1,0 +1,197 @@
+"""Per-reply figures through the real bot: CPU per streamed reply, token lag, 429s, database round trips
+per turn, and message → provider request latency (alone and in a burst)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.results import Figure, percentile
+from bench.world import Bench, bench_world, is_final, wait_until
+
+TOKENS = 200
+RATE = 40.0  # tokens per second
+SETTLE = 0.3  # seconds after a reply is final before its CPU and statements are read
+
+
+def reply_chunks() -> list[str]:
+    """200 numbered tokens, so the moment each one becomes visible can be found in the bot's writes."""
+    return [f"w{i:03d} " for i in range(TOKENS)]
+
+
+def final_reply_after(bench: Bench, channel: Any, after: float) -> bool:
+    me = bench.emu.bot_user.id
+    return any(
+        m["_author_id"] == me and is_final(m)
+        for m in bench.emu.messages(channel)
+        if int(m["id"]) > int(after)
+    )
+
+
+def visible_times(bench: Bench, channel: Any, since: float, markers: list[str]) -> dict[str, float]:
+    """When each marker first appeared in the bot's messages in `channel` (replaying its sends/edits)."""
+    route = re.compile(rf"^/channels/{channel.id}/messages(?:/(\d+))?$")
+    contents: dict[int, str] = {}
+    seen: dict[str, float] = {}
+    for request in bench.emu.requests:
+        match = route.match(request.path)
+        if (
+            request.time < since
+            or not match
+            or request.method not in ("POST", "PATCH")
+            or request.status >= 300
+        ):
+            continue
+        body = request.json or {}
+        if "content" not in body:
+            continue
+        message_id = int(match.group(1) or (request.response or {}).get("id", 0))
+        contents[message_id] = body.get("content") or ""
+        shown = "".join(contents[k] for k in sorted(contents))
+        for marker in markers:
+            if marker not in seen and marker in shown:
+                seen[marker] = request.time
+    return seen
+
+
+async def mention(bench: Bench, user: Any, channel: Any, prompt: str) -> dict[str, Any]:
+    return await bench.emu.send_message(user, channel, f"{bench.emu.bot_user.mention} {prompt}")
+
+
+async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Figure]:
+    cpu = Figure("cpu_ms_per_reply", "ms", "bot CPU, one 200-token reply streamed at 40 tok/s", "≤ 40")
+    lag = Figure("token_lag_ms", "ms", "mean per reply of (visible − model send) over its tokens", "≤ 650")
+    limited = Figure("discord_429s_per_reply", "count", "429 answers from Discord during one reply", "0")
+    trips = Figure(
+        "db_round_trips_per_mention_turn", "count", "DB round trips, one streamed mention turn", ""
+    )
+    bench.gateway.stream_chunks = reply_chunks()
+    bench.gateway.chunk_interval = 1 / RATE
+    channel, user = bench.channels[0], bench.users[0]
+    markers = [c.strip() for c in reply_chunks()]
+    warm = await mention(bench, user, channel, "warm up")  # first-use costs are not a reply's
+    await wait_until(lambda: final_reply_after(bench, channel, warm["id"]), 60, "the warm-up reply")
+    # The bot's idle CPU (heartbeats, lag sampler) over a reply's length, subtracted from each reply.
+    before = await bench.bot.stats()
+    await asyncio.sleep(idle)
+    idle_per_s = ((await bench.bot.stats())["cpu_s"] - before["cpu_s"]) / idle
+    cpu.extra["idle_cpu_ms_per_s"] = round(idle_per_s * 1000, 2)
+    for run in range(runs):
+        bench.gateway.streamed.clear()
+        await bench.bot.ask("reset")
+        before = await bench.bot.stats()
+        limited_before = len(bench.emu.rate_limited)
+        started = time.monotonic()
+        message = await mention(bench, user, channel, f"count for me, run {run}")
+        await wait_until(lambda m=message: final_reply_after(bench, channel, m["id"]), 60, "a streamed reply")
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(SETTLE)
+        after = await bench.bot.stats()
+        cpu.samples.append((after["cpu_s"] - before["cpu_s"] - idle_per_s * (elapsed + SETTLE)) * 1000)
+        trips.samples.append(after["round_trips"] - before["round_trips"])
+        limited.samples.append(len(bench.emu.rate_limited) - limited_before)
+        sent = {piece.strip(): at for at, piece in bench.gateway.streamed}
+        shown = visible_times(bench, channel, started, markers)
+        lags = [shown[m] - sent[m] for m in markers if m in sent and m in shown]
+        if len(lags) == len(markers):
+            lag.samples.append(sum(lags) / len(lags) * 1000)
+        else:
+            lag.extra.setdefault("incomplete_runs", 0)
+            lag.extra["incomplete_runs"] += 1
+    bench.gateway.stream_chunks = None
+    bench.gateway.chunk_interval = 0.0
+    return {f.name: f for f in (cpu, lag, limited, trips)}
+
+
+async def chat_turn_round_trips(bench: Bench, runs: int) -> Figure:
+    figure = Figure(
+        "db_round_trips_per_turn",
+        "count",
+        "DB round trips (executes+commits+rollbacks), one /chat turn",
+        "≤ 4",
+    )
+    for run in range(runs):
+        channel = bench.channels[1 + run % (len(bench.channels) - 1)]
+        await bench.bot.ask("reset")
+        await bench.chat(bench.users[1], channel, f"turn {run}")
+        await asyncio.sleep(SETTLE)
+        stats = await bench.bot.stats()
+        figure.samples.append(stats["round_trips"])
+        figure.extra = {k: stats[k] for k in ("executes", "commits", "rollbacks")}
+    return figure
+
+
+def _chat_request_for(bench: Bench, marker: str) -> Any:
+    for request in reversed(bench.gateway.requests_for("chat")):
+        messages = (request.json or {}).get("messages") or []
+        if messages and marker in str(messages[-1].get("content")):
+            return request
+    return None
+
+
+async def message_to_request(bench: Bench, runs: int, bursts: int) -> dict[str, Figure]:
+    alone = Figure("msg_to_request_ms", "ms", "message arrives → provider request, alone", "p50 ≤ 5")
+    burst = Figure(
+        "msg_to_request_burst_p90_ms",
+        "ms",
+        "p90 of message → provider request, 20 messages over 5 channels",
+        "≤ 50",
+    )
+    channel, user = bench.channels[0], bench.users[0]
+    for run in range(runs):
+        marker = f"alone-{run}-{time.monotonic_ns()}"
+        started = time.monotonic()
+        message = await mention(bench, user, channel, marker)
+        await wait_until(lambda m=message: final_reply_after(bench, channel, m["id"]), 30, "a reply")
+        request = _chat_request_for(bench, marker)
+        if request is not None:
+            alone.samples.append((request.time - started) * 1000)
+    channels = bench.channels[:5]
+    for run in range(bursts):
+        sent: list[tuple[str, float, Any, dict[str, Any]]] = []
+        for k in range(20):
+            marker = f"burst-{run}-{k}-{time.monotonic_ns()}"
+            where = channels[k % len(channels)]
+            started = time.monotonic()
+            message = await mention(bench, bench.users[k % len(bench.users)], where, marker)
+            sent.append((marker, started, where, message))
+        await wait_until(
+            lambda sent=sent: all(_chat_request_for(bench, m) is not None for m, *_ in sent),
+            120,
+            "the burst's requests",
+        )
+        latencies = [(_chat_request_for(bench, m).time - t) * 1000 for m, t, *_ in sent]
+        burst.samples.append(percentile(latencies, 0.90))
+        burst.extra.setdefault("all_ms", []).extend(round(x, 2) for x in latencies)
+        await wait_until(
+            lambda sent=sent: all(final_reply_after(bench, w, msg["id"]) for _, _, w, msg in sent),
+            120,
+            "burst replies",
+        )
+    return {f.name: f for f in (alone, burst)}
+
+
+async def run_in(bench: Bench, quick: bool) -> list[Figure]:
+    """The per-reply figures, in a running world with at least 6 channels and 20 users."""
+    streamed = await streamed_replies(bench, 1 if quick else 5, idle=1.0 if quick else 3.0)
+    round_trips = await chat_turn_round_trips(bench, 3 if quick else 20)
+    latency = await message_to_request(bench, 5 if quick else 40, 1 if quick else 3)
+    return [
+        streamed["cpu_ms_per_reply"],
+        round_trips,
+        streamed["db_round_trips_per_mention_turn"],
+        latency["msg_to_request_ms"],
+        latency["msg_to_request_burst_p90_ms"],
+        streamed["token_lag_ms"],
+        streamed["discord_429s_per_reply"],
+    ]
+
+
+async def run(quick: bool) -> list[Figure]:
+    with tempfile.TemporaryDirectory() as folder:
+        async with bench_world(Path(folder), channels=6, users=20) as bench:
+            return await run_in(bench, quick)

@@ -1,0 +1,47 @@
+"""The benchmark harness itself works: `python -m bench` runs its quickest families and writes results.json.
+
+Checks the shape of the results, never the timings (a benchmark prints figures; it is not a timed test).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_bench_writes_the_results_file(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "quotas", "--only", "media", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr
+    results = json.loads(out.read_text())
+
+    assert results["mode"] == "quick"
+    assert results["machine"]["cores"] >= 1
+    assert results["machine"]["cpu_model"]
+    assert results["machine"]["python"] == sys.version.split()[0]
+    figures = {figure["name"]: figure for figure in results["figures"]}
+    assert set(figures) == {"quota_ops_per_s", "media_peak_mb"}
+
+    quota = figures["quota_ops_per_s"]
+    assert quota["na"] is None, quota["na"]
+    assert quota["runs"] == len(quota["samples"]) >= 2
+    assert min(quota["samples"]) <= quota["median"] <= quota["p99"] == max(quota["samples"])
+    assert quota["median"] > 0
+
+    # This branch has no /imagine: the row says so rather than showing a number.
+    assert figures["media_peak_mb"]["na"] == "/imagine not on this branch"
+    assert figures["media_peak_mb"]["median"] is None
+
+    # The printed table has one row per figure.
+    assert "| `quota_ops_per_s` |" in finished.stdout
+    assert "| `media_peak_mb` | n/a |" in finished.stdout
