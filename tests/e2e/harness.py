@@ -110,10 +110,11 @@ def write_providers_file(
     assert name is None or len(gateways) == 1
     path = folder / "providers.toml"
     settings = "".join(f"{key} = {value}\n" for key, value in options.items())
+    # An openai provider must name a default model; an open one, so turns count as LLM, not closed-source.
     tables = [
         f'[[provider]]\nname = "{name or f"{gateway.profile}-{index}"}"\nprofile = "{gateway.profile}"\n'
         f'base_url = "{gateway.base_url}"\n{settings}'
-        + ('default_model = "gpt-4o-mini"\n' if gateway.profile == "openai" else "")
+        + ('default_model = "llama-3-8b-chat"\n' if gateway.profile == "openai" else "")
         for index, gateway in enumerate(gateways, start=1)
     ]
     path.write_text("\n".join(tables))
