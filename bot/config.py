@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.services.fetcher import Allowlist
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
     send_data_rate_limit: int = Field(
         default=30, ge=1, le=10_000, description="POST /send-data requests each API key may make per minute."
     )
+    # --- downloads (bot/services/fetcher.py) ---
+    fetch_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="For tests/emulators only: comma-separated host[:port], IPs or CIDRs the downloader may "
+        "reach although they are not public addresses. Empty in production.",
+    )
 
     @field_validator("owner_ids", mode="before")
     @classmethod
@@ -99,6 +106,19 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, int):
             return [value]
+        return value
+
+    @field_validator("fetch_allowlist", mode="before")
+    @classmethod
+    def _split_entries(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("fetch_allowlist")
+    @classmethod
+    def _valid_allowlist(cls, value: list[str]) -> list[str]:
+        Allowlist.parse(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("log_level", mode="before")
