@@ -18,10 +18,12 @@ from bot.discordkit.write_budget import ChannelWriteBudget
 from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
 from bot.services.conversations import ConversationStore
+from bot.services.fetcher import GuardedFetcher
 from bot.services.guild_config import GuildConfigService
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
+from bot.services.song_jobs import PollPolicy, SongJobRunner, SongJobStore
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
@@ -37,6 +39,8 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.usage",
     "cogs.owner",
     "cogs.embed",
+    "cogs.ask",
+    "cogs.songs",
 )
 
 
@@ -98,6 +102,19 @@ class Concord(commands.AutoShardedBot):
         self.send_audit = SendAuditLog(db_sessions)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
+        # The one door for every URL the bot downloads itself.
+        self.fetcher = GuardedFetcher(allowlist=settings.fetch_allowlist)
+        # Song jobs survive restarts: the runner polls them; the songs cog starts it with its Discord side.
+        self.song_jobs = SongJobRunner(
+            SongJobStore(db_sessions),
+            lambda clip_id, provider: providers.suno_status(clip_id, provider=provider),
+            PollPolicy(
+                first=settings.song_poll_first,
+                longest=settings.song_poll_max,
+                deadline=settings.song_deadline,
+                lease=settings.song_lease,
+            ),
+        )
         # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
         self.http_server: SendDataServer | None = None
         self.extensions_to_load = extensions
@@ -150,9 +167,11 @@ class Concord(commands.AutoShardedBot):
         if self.http_server is not None:
             await self.http_server.close()
             self.http_server = None
+        await self.song_jobs.stop()
         await super().close()
         await self.catalog.close()
         await self.write_budget.close()
+        await self.fetcher.close()
 
     async def on_ready(self) -> None:
         assert self.user is not None
