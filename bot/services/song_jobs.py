@@ -132,7 +132,8 @@ class SongDelivery(Protocol):
     """The Discord side of the runner (the songs cog implements it)."""
 
     async def show_progress(self, group: Sequence[SongJob]) -> None:
-        """Edit the group's one status message to show every clip's state."""
+        """Queue an edit of the group's one status message showing every clip's state; a later call
+        supersedes an edit still waiting. Returns without waiting for Discord."""
 
     async def find_delivered(self, job: SongJob) -> int | None:
         """The id of a message in the channel that already carries `job.marker`, if any."""
@@ -495,6 +496,8 @@ class SongJobRunner:
         if room <= 0:
             return 0
         claimed = await self.store.claim(self.owner, self._clock(), self.policy.lease, room)
+        if claimed:
+            log.debug("Runner %s claimed %d song job(s)", self.owner, len(claimed))
         for job in claimed:
             task = asyncio.get_running_loop().create_task(self._work(job), name=f"song-job-{job.id[:8]}")
             self._working.add(task)
@@ -523,6 +526,7 @@ class SongJobRunner:
         finally:
             keeper.cancel()
             self._in_flight.discard(job.id)
+            self._wake.set()  # the job's next check may be due before anything else
 
     async def _keep_lease(self, job_id: str) -> None:
         """Renew the lease while a slow step (a download, a send) runs, so no other process takes over."""

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
+from yarl import URL
 
 from bot.discordkit.write_budget import Priority
-from bot.services.fetcher import ADDRESS_REFUSED, FetchRefused
+from bot.services.fetcher import ADDRESS_REFUSED, Allowlist, FetchRefused, is_public, literal_address
 from bot.services.song_jobs import SongJob
 from cogs.songs.render import finished_embed, status_embed
 from cogs.songs.views import cancel_view
@@ -43,6 +44,24 @@ class DiscordSongDelivery:
     def __init__(self, bot: Concord, *, clock: Callable[[], datetime] = _now) -> None:
         self.bot = bot
         self._clock = clock
+        self._allowlist = Allowlist.parse(bot.settings.fetch_allowlist)
+
+    def safe_link(self, url: object) -> str | None:
+        """`url` if it is an http(s) link that does not name a private address outright, else None:
+        links the service gives are shown, never to an internal host."""
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return None
+        try:
+            parsed = URL(url)
+            host, port = parsed.host or "", parsed.port or 0
+            address = literal_address(host)
+        except (ValueError, FetchRefused):
+            return None
+        if not host or (
+            address is not None and not (is_public(address) or self._allowlist.allows(host, port, address))
+        ):
+            return None
+        return url
 
     # --- where to write ---------------------------------------------------------------------------
 
@@ -82,7 +101,9 @@ class DiscordSongDelivery:
                 message = self._channel(first.channel_id).get_partial_message(message_id)  # type: ignore[attr-defined]
                 await message.edit(embed=embed, view=view, allowed_mentions=NO_PINGS)
 
-        await self.bot.write_budget.write(
+        # Queued, not awaited: the runner goes on polling while the edit waits for the channel's budget,
+        # and a newer state queued before this one went out replaces it (same key).
+        self.bot.write_budget.submit(
             first.channel_id,
             edit,
             priority=Priority.PROGRESS if active else Priority.FINAL,
@@ -104,7 +125,13 @@ class DiscordSongDelivery:
 
     async def deliver(self, job: SongJob) -> int:
         files, note, link = await self._audio(job)
-        embed = finished_embed(job, audio_note=note, audio_link=link)
+        embed = finished_embed(
+            job,
+            audio_note=note,
+            audio_link=self.safe_link(link),
+            image_url=self.safe_link(job.result.get("image_url")),
+            video_url=self.safe_link(job.result.get("video_url")),
+        )
         webhook = self._webhook(job)
         channel = self._channel(job.channel_id)
 
@@ -137,6 +164,6 @@ class DiscordSongDelivery:
             if exc.user_message == ADDRESS_REFUSED:
                 return [], "The audio link points to a private network address, so it was not used.", None
             if exc.user_message.startswith("That file is larger than"):
-                return [], None, url if url.startswith(("http://", "https://")) else None
+                return [], None, url
             return [], f"The audio could not be attached: {exc.user_message}", None
         return [discord.File(io.BytesIO(fetched.data), filename=fetched.filename)], None, None

@@ -83,23 +83,28 @@ def song_title(job: SongJob) -> str:
     return f"🎶 {base}" + (f" ({index}/{count})" if count > 1 else "")
 
 
-def finished_embed(job: SongJob, *, audio_note: str | None, audio_link: str | None) -> discord.Embed:
+def finished_embed(
+    job: SongJob,
+    *,
+    audio_note: str | None,
+    audio_link: str | None,
+    image_url: str | None,
+    video_url: str | None,
+) -> discord.Embed:
     """The delivered clip. Its footer carries the job's marker, which recovery looks for."""
     fields: list[tuple[str, str, bool]] = []
     if audio_link:
         fields.append(("Audio", f"[Listen]({audio_link})", True))
-    video = job.result.get("video_url")
-    if isinstance(video, str) and video.startswith(("http://", "https://")):
-        fields.append(("Video", f"[Watch]({video})", True))
+    if video_url:
+        fields.append(("Video", f"[Watch]({video_url})", True))
     if audio_note:
         fields.append(("Note", audio_note, False))
-    image = job.result.get("image_url")
     return result_embed(
         title=song_title(job),
         description=f"Requested by <@{job.user_id}>",
         colour=SONG_COLOUR,
         fields=fields,
-        image_url=image if isinstance(image, str) and image.startswith(("http://", "https://")) else None,
+        image_url=image_url,
         footer=job.marker,
     )
 
