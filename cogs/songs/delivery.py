@@ -96,10 +96,13 @@ class DiscordSongDelivery:
 
         async def edit() -> None:
             if webhook is not None:
-                await webhook.edit_message(message_id, embed=embed, view=view, allowed_mentions=NO_PINGS)
-            else:
-                message = self._channel(first.channel_id).get_partial_message(message_id)  # type: ignore[attr-defined]
-                await message.edit(embed=embed, view=view, allowed_mentions=NO_PINGS)
+                try:
+                    await webhook.edit_message(message_id, embed=embed, view=view, allowed_mentions=NO_PINGS)
+                    return
+                except discord.NotFound:
+                    pass  # the token expired early (Discord's clock, not ours): use the channel
+            message = self._channel(first.channel_id).get_partial_message(message_id)  # type: ignore[attr-defined]
+            await message.edit(embed=embed, view=view, allowed_mentions=NO_PINGS)
 
         # Queued, not awaited: the runner goes on polling while the edit waits for the channel's budget,
         # and a newer state queued before this one went out replaces it (same key).
@@ -124,7 +127,7 @@ class DiscordSongDelivery:
         return None
 
     async def deliver(self, job: SongJob) -> int:
-        files, note, link = await self._audio(job)
+        audio, note, link = await self._audio(job)
         embed = finished_embed(
             job,
             audio_note=note,
@@ -135,12 +138,19 @@ class DiscordSongDelivery:
         webhook = self._webhook(job)
         channel = self._channel(job.channel_id)
 
+        def files() -> list[discord.File]:
+            # A fresh File per attempt: discord.py closes the ones it sent.
+            return [discord.File(io.BytesIO(audio[0]), filename=audio[1])] if audio else []
+
         async def send() -> Any:
-            for file in files:
-                file.reset()
             if webhook is not None:
-                return await webhook.send(embed=embed, files=files, allowed_mentions=NO_PINGS, wait=True)
-            kwargs: dict[str, Any] = {"embed": embed, "files": files, "allowed_mentions": NO_PINGS}
+                try:
+                    return await webhook.send(
+                        embed=embed, files=files(), allowed_mentions=NO_PINGS, wait=True
+                    )
+                except discord.NotFound:
+                    pass  # the token expired early: post in the channel instead
+            kwargs: dict[str, Any] = {"embed": embed, "files": files(), "allowed_mentions": NO_PINGS}
             if job.status_message_id:
                 kwargs["reference"] = discord.MessageReference(
                     message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
@@ -151,19 +161,19 @@ class DiscordSongDelivery:
         message = await self.bot.write_budget.write(job.channel_id, send, priority=Priority.FINAL)
         return int(message.id)
 
-    async def _audio(self, job: SongJob) -> tuple[list[discord.File], str | None, str | None]:
-        """The clip's audio as an attachment when it fits the upload limit; else a link, or why not."""
+    async def _audio(self, job: SongJob) -> tuple[tuple[bytes, str] | None, str | None, str | None]:
+        """The clip's audio to attach when it fits the upload limit; else a link, or why not."""
         url = job.result.get("audio_url")
         if not isinstance(url, str) or not url:
-            return [], "The song service gave no audio link.", None
+            return None, "The song service gave no audio link.", None
         try:
             fetched = await self.bot.fetcher.fetch(
                 url, max_bytes=self.upload_limit(job), expect="audio", filename=f"song-{job.clip_id[:8]}.mp3"
             )
         except FetchRefused as exc:
             if exc.user_message == ADDRESS_REFUSED:
-                return [], "The audio link points to a private network address, so it was not used.", None
+                return None, "The audio link points to a private network address, so it was not used.", None
             if exc.user_message.startswith("That file is larger than"):
-                return [], None, url
-            return [], f"The audio could not be attached: {exc.user_message}", None
-        return [discord.File(io.BytesIO(fetched.data), filename=fetched.filename)], None, None
+                return None, None, url
+            return None, f"The audio could not be attached: {exc.user_message}", None
+        return (fetched.data, fetched.filename), None, None

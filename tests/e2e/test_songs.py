@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from bot.app import Concord
+from bot.store.models import Job
 from tests.e2e.harness import World, button_id, running_bot, until
 from tests.e2e.songs_helpers import (
     CANCEL,
@@ -286,3 +289,35 @@ async def test_an_audio_url_at_a_private_address_is_refused(
     text = embed_text(message)
     assert "private network address" in text
     assert "10.1.2.3" not in str(message)  # no link to the private address at all (cover, video)
+
+
+@pytest.mark.parametrize("clock_agrees", [True, False], ids=["expired", "discord-expired-it-early"])
+async def test_after_the_token_expires_the_clip_replies_in_the_channel(
+    discord_emu: DiscordEmulator,
+    world: World,
+    gateway: GatewayEmulator,
+    song_bot: Concord,
+    clock_agrees: bool,
+) -> None:
+    gateway.suno_clips_per_job = 1
+    gateway.suno_polls_before_finished = 10_000
+    itx = await suno(discord_emu, world, "A slow song")
+    await itx.wait_for(lambda i: "checked" in embed_text(i.original), timeout=10)
+    status_id = itx.original["id"]
+    # Fifteen minutes pass: Discord forgets the token (and so does the bot's own clock).
+    itx.expire()
+    if clock_agrees:  # else the bot learns it from Discord's 404 and falls back to the channel
+        async with song_bot.db_sessions() as session, session.begin():
+            expired = datetime.now(UTC) - timedelta(minutes=1)
+            await session.execute(update(Job).values(interaction_expires_at=expired))
+    gateway.suno_polls_before_finished = 0
+    await until(lambda: len(deliveries(discord_emu, world)) == 1, within=15)
+    [message] = deliveries(discord_emu, world)
+    assert message["message_reference"]["message_id"] == status_id
+    assert message["_pinged"]["replied_user"] is False
+    assert message.get("interaction_metadata") is None  # a channel message, not a followup
+    await until(
+        lambda: "Song request finished" in embed_text(discord_emu.messages(world.general)[0]), within=10
+    )
+    assert discord_emu.requests_to("PATCH", rf"/channels/\d+/messages/{status_id}$")
+    assert discord_emu.rate_limited == []
