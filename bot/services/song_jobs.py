@@ -254,6 +254,9 @@ class SongJobStore:
             .where(Job.kind == KIND, Job.status.in_(ACTIVE), Job.next_poll_at <= now, free)
             .order_by(Job.next_poll_at)
             .limit(limit)
+            # PostgreSQL: rows another process is claiming right now are skipped, not waited for
+            # (SQLite ignores this; its writers take turns anyway).
+            .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         statement = (

@@ -263,3 +263,25 @@ async def test_release_at_shutdown_lets_a_restart_resume_at_once(store: SongJobS
     assert len(await store.claim("old", clock(), 10, 5)) == 2
     assert await store.release_all("old") == 2
     assert len(await store.claim("new", clock(), 10, 5)) == 2
+
+
+async def test_claims_on_postgresql_are_atomic_across_engines(postgres_url: str, clock: Clock) -> None:
+    """Several processes on one PostgreSQL database (one engine each) split the jobs, none twice."""
+    from bot.store.engine import create_engine, create_sessionmaker
+    from bot.store.migrate import upgrade
+
+    engines = [create_engine(postgres_url) for _ in range(4)]
+    try:
+        await upgrade(engines[0])
+        stores = [SongJobStore(create_sessionmaker(engine)) for engine in engines]
+        await make(stores[0], clock, clips=[f"c{i}" for i in range(40)])
+        clock.advance(2)
+        rounds = await asyncio.gather(
+            *(stores[i % 4].claim(f"p{i}", clock(), 10, 4) for i in range(16)), return_exceptions=True
+        )
+        claimed = [job.id for result in rounds if isinstance(result, list) for job in result]
+        assert len(claimed) == len(set(claimed))
+        assert len(claimed) == 40  # rows being claimed by another process are skipped, not lost
+    finally:
+        for engine in engines:
+            await engine.dispose()
