@@ -106,7 +106,7 @@ async def bench_runner() -> None:
         runner = SongJobRunner(
             store, finished, PollPolicy(first=1, longest=5, deadline=600, lease=60), batch=16
         )
-        runner._delivery = delivery
+        runner.attach(delivery)  # not enabled: driven by run_once below
         started = time.perf_counter()
         while delivery.sent < count:
             await runner.run_once()

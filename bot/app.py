@@ -141,6 +141,7 @@ class Concord(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         await self.load_extensions()
+        self.song_jobs.enable()  # polls once the songs cog has attached its Discord side
         if self.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
         if self.settings.http_port is not None:

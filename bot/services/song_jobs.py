@@ -439,13 +439,26 @@ class SongJobRunner:
         self._working: set[asyncio.Task[None]] = set()
         self._group_locks: dict[str, asyncio.Lock] = {}
         self._in_flight: set[str] = set()
+        self._enabled = False
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self, delivery: SongDelivery) -> None:
+    def attach(self, delivery: SongDelivery) -> None:
+        """The songs cog hands over its Discord side (cog_load); polling starts once the bot runs."""
         self._delivery = delivery
+        if self._enabled:
+            self._start()
+
+    def enable(self) -> None:
+        """The bot is starting for real (setup_hook): poll whenever a delivery is attached. Describing
+        the command tree loads the cogs without this, and so touches no database."""
+        self._enabled = True
+        if self._delivery is not None:
+            self._start()
+
+    def _start(self) -> None:
         if not self.running:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="song-jobs")
 
@@ -455,10 +468,11 @@ class SongJobRunner:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return  # never polled, so no lease to give back
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         working = list(self._working)
         for job_task in working:
             job_task.cancel()

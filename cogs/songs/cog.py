@@ -72,7 +72,7 @@ class Songs(commands.GroupCog, name=COG_NAME, group_name="suno", group_descripti
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CancelButton)
-        self.runner.start(DiscordSongDelivery(self.bot))
+        self.runner.attach(DiscordSongDelivery(self.bot))
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton)

@@ -117,7 +117,7 @@ def runner_for(
     store: SongJobStore, suno: FakeSuno, clock: Clock, delivery: FakeDelivery, owner: str
 ) -> SongJobRunner:
     runner = SongJobRunner(store, suno, POLICY, clock=clock, owner=owner)
-    runner._delivery = delivery  # started by hand: the tests drive run_once, not the loop
+    runner.attach(delivery)  # not enabled: the tests drive run_once, no loop runs
     return runner
 
 
