@@ -256,7 +256,7 @@ async def test_progress_edits_stay_within_the_rate_limit(
     writes = sorted(
         r.time
         for r in discord_emu.requests
-        if (r.method in ("POST", "PATCH") and "/messages" in r.path) or r.path.startswith("/webhooks")
+        if r.method in ("POST", "PATCH") and ("/messages" in r.path or r.path.startswith("/webhooks/"))
     )
     for i, start in enumerate(writes):
         assert sum(1 for t in writes[i:] if t - start < 5.0) <= 5
