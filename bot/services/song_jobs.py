@@ -45,6 +45,8 @@ ACTIVE = (PENDING, DELIVERING)
 KNOWN_WORKING = frozenset({"submitted", "queued", "generating", "streaming"})
 KNOWN_FAILED = frozenset({"error", "failed", "failure"})
 Clock = Callable[[], datetime]
+# A finished clip that cannot be posted (no access to the channel any more) stops being retried.
+MAX_DELIVERY_ATTEMPTS = 10
 
 
 def _utcnow() -> datetime:
@@ -80,12 +82,14 @@ class SongJob:
     delivery_message_id: int | None
     created_at: datetime
     next_poll_at: datetime
+    updated_at: datetime
 
     @classmethod
     def of(cls, row: Job) -> SongJob:
         created = aware(row.created_at)
         next_poll = aware(row.next_poll_at)
-        assert created is not None and next_poll is not None
+        updated = aware(row.updated_at) or created
+        assert created is not None and next_poll is not None and updated is not None
         return cls(
             id=row.id,
             group_id=row.group_id or row.id,
@@ -105,6 +109,7 @@ class SongJob:
             delivery_message_id=row.delivery_message_id,
             created_at=created,
             next_poll_at=next_poll,
+            updated_at=updated,
         )
 
     @property
@@ -346,6 +351,18 @@ class SongJobStore:
             next_poll_at=at,
             error=note,
             attempts=Job.attempts + 1,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+
+    async def give_up_delivery(self, job: SongJob, owner: str, reason: str, now: datetime) -> bool:
+        return await self._update_held(
+            job.id,
+            owner,
+            DELIVERING,
+            status=FAILED,
+            error=reason,
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
@@ -628,8 +645,16 @@ class SongJobRunner:
             if message_id is None:
                 message_id = await delivery.deliver(job)
         except Exception as exc:
-            log.warning("Song job %s: delivery failed (%s); retrying", job.id, exc)
             now = self._clock()
+            if job.attempts >= MAX_DELIVERY_ATTEMPTS:
+                log.warning(
+                    "Song job %s: delivery failed %d times (%s); giving up", job.id, job.attempts, exc
+                )
+                reason = "The song was finished, but the bot could not post it here."
+                await self.store.give_up_delivery(job, self.owner, reason, now)
+                await self._show(job.group_id)
+                return
+            log.warning("Song job %s: delivery failed (%s); retrying", job.id, exc)
             at = now + timedelta(seconds=self.policy.delay(job.attempts))
             note = "Posting the finished song failed; trying again."
             await self.store.retry_delivery(job, self.owner, at, note, now)

@@ -57,6 +57,9 @@ def status_embed(group: Sequence[SongJob], now: datetime) -> discord.Embed:
     timing = f"started <t:{int(started.timestamp())}:R>"
     if active:
         timing = f"{elapsed_text(elapsed)} so far · {timing}"
+    else:
+        took = max(job.updated_at for job in group) - started
+        timing = f"took {elapsed_text(took.total_seconds())} · {timing}"
     fields.append(("Elapsed", timing, False))
     settings = [f"model `{first.request.get('model', 'chirp-v3-5')}`"]
     if first.request.get("style"):

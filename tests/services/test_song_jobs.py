@@ -285,3 +285,22 @@ async def test_claims_on_postgresql_are_atomic_across_engines(postgres_url: str,
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_a_clip_that_cannot_be_posted_is_given_up_after_some_attempts(
+    store: SongJobStore, clock: Clock
+) -> None:
+    class Refusing(FakeDelivery):
+        async def deliver(self, job: SongJob) -> int:
+            raise RuntimeError("403 Missing Access")
+
+    suno, delivery = FakeSuno(), Refusing()
+    await make(store, clock, clips=["c1"])
+    runner = runner_for(store, suno, clock, delivery, "r")
+    for _ in range(30):
+        clock.advance(10)
+        await step(runner)
+    [job] = await store.for_user(7)
+    assert job.status == FAILED and "could not post it" in (job.error or "")
+    assert job.attempts == 10
+    assert delivery.progress[-1] == [FAILED]
