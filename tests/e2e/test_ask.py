@@ -181,3 +181,20 @@ async def test_a_refused_call_gives_the_quota_back(
     assert await used() == {0}
     await ask(discord_emu, world, "q")  # an answered call is counted
     assert await used() == {1}
+
+
+async def test_a_long_answer_continues_in_a_second_message_with_the_sources_last(
+    discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, ask_bot: Concord
+) -> None:
+    gateway.ask_chunks = [(f"Sentence number {i} of a long answer. ", WIKI) for i in range(100)]
+    itx = await discord_emu.run_command(world.member, "ask", {"prompt": "long"}, channel=world.general)
+    await itx.wait_for(
+        lambda i: bool(i.followups) and "**Sources**" in i.followups[-1]["content"], timeout=15
+    )
+    first, last = itx.original, itx.followups[-1]
+    assert first["id"] != last["id"]
+    assert all(len(m["content"]) <= 2000 for m in (first, last))
+    assert "**Sources**" not in first["content"]
+    assert last["content"].endswith(f"**Sources**\n1. <{WIKI}>")
+    text = first["content"] + last["content"]
+    assert "Sentence number 0 " in text and "Sentence number 99 " in text
