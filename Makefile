@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 # System packages, installed with apt-get when we are root on Debian/Ubuntu; otherwise we name
 # what is missing and go on. FFmpeg and libopus play /tts in voice channels; the PostgreSQL server
-# is only for the tests of the multi-process path.
+# is only for the tests of the multi-process path; espeak-ng makes the voice tests' speech MP3s.
 define ensure_packages
 	@missing=""; \
 	for check in $(1); do \
@@ -33,7 +33,7 @@ define ensure_packages
 endef
 
 VOICE_PACKAGES := 'ffmpeg:command -v ffmpeg' 'libopus0:ldconfig -p | grep -q libopus.so.0'
-TEST_PACKAGES := 'postgresql:ls /usr/lib/postgresql/*/bin/initdb || command -v initdb'
+TEST_PACKAGES := 'postgresql:ls /usr/lib/postgresql/*/bin/initdb || command -v initdb' 'espeak-ng:command -v espeak-ng'
 
 sysdeps:
 	$(call ensure_packages,$(VOICE_PACKAGES))

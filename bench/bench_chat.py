@@ -4,6 +4,7 @@ per-channel write budget allows (writes per second, final-edit latency). Prints 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import tempfile
 import time
@@ -137,10 +138,85 @@ async def bench_budget() -> None:
     print(f"budget: final edit waited {waited:.0f} ms (virtual time) in a saturated channel")
 
 
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def bench_burst() -> None:
+    """The real bot against the emulators: 20 mentions over 5 channels, message -> model request."""
+    from tests.e2e.chat_burst import run_burst
+    from tests.e2e.harness import build_world
+    from tests.emulators.discord_emulator import DiscordEmulator
+
+    emu = DiscordEmulator()
+    await emu.start()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            # A cap of 20 provider calls lets all 20 turns stream at once (the default cap is 8).
+            result = await run_burst(emu, build_world(emu), Path(folder), chat_max_concurrency=20)
+        delays = result.request_delays_ms()
+        print(
+            "burst: message -> model request over 20 mentions in 5 channels (CHAT_MAX_CONCURRENCY=20): "
+            f"p50 {_percentile(delays, 0.5):.0f} ms, p90 {_percentile(delays, 0.9):.0f} ms, "
+            f"max {delays[-1]:.0f} ms; "
+            f"{len(emu.rate_limited)} x 429 from Discord"
+        )
+    finally:
+        await emu.close()
+
+
+async def bench_token_lag(tokens: int = 60) -> None:
+    """One streamed reply alone in its channel, `tokens` tokens 50 ms apart: how long after the model sent
+    a token it became visible in Discord, and how long the final edit took after the last token."""
+    from tests.e2e.harness import build_world, chat_settings, final_from, running_bot
+    from tests.emulators.discord_emulator import DiscordEmulator
+    from tests.emulators.gateway import GatewayEmulator
+
+    emu = DiscordEmulator()
+    await emu.start()
+    gateway = GatewayEmulator("openai", stream_chunks=[f"w{i} " for i in range(tokens)], chunk_interval=0.05)
+    try:
+        world = build_world(emu)
+        with tempfile.TemporaryDirectory() as folder:
+            async with gateway, running_bot(emu, chat_settings(emu, gateway, Path(folder))):
+                me = emu.bot_user.id
+                await emu.send_message(world.member, world.general, f"<@{me}> stream please")
+                await emu.wait_for_message(world.general, final_from(emu), timeout=20)
+        writes = [
+            r
+            for r in emu.requests
+            if r.method in ("POST", "PATCH") and "/messages" in r.path and isinstance(r.json, dict)
+        ]
+        lags = []
+        prefix = ""
+        for sent_at, piece in gateway.streamed:
+            prefix += piece
+            shown = next(
+                (r.time for r in writes if (r.json.get("content") or "").startswith(prefix.rstrip())), None
+            )
+            if shown is not None:
+                lags.append(shown - sent_at)
+        final_lag = (writes[-1].time - gateway.streamed[-1][0]) * 1000
+        empty = sum(1 for r in writes if r.headers.get("X-RateLimit-Remaining") == "0")
+        print(
+            f"streaming: {tokens} tokens 50 ms apart: mean token visibility lag "
+            f"{sum(lags) / len(lags) * 1000:.0f} ms ({len(writes)} writes), "
+            f"last token -> final edit {final_lag:.0f} ms, "
+            f"{len(emu.rate_limited)} x 429, {empty} responses at X-RateLimit-Remaining: 0"
+        )
+    finally:
+        await emu.close()
+
+
 def main() -> None:
+    logging.disable(logging.WARNING)
     bench_splitting()
     asyncio.run(bench_context())
     asyncio.run(bench_budget())
+    asyncio.run(bench_burst())
+    asyncio.run(bench_token_lag(60))
+    asyncio.run(bench_token_lag(200))
 
 
 if __name__ == "__main__":

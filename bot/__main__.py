@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -54,15 +56,36 @@ async def run(settings: Settings) -> None:
     async with open_resources(settings) as resources:
         await upgrade(resources.db_engine)
         bot = Concord.from_resources(resources)
+        stopping = handle_signals(bot, settings.shutdown_grace)
         try:
             async with bot:
                 await bot.start(token)
+            if stopping:  # the signal's shutdown closed the bot; let it finish (it stores interrupted turns)
+                await stopping[0]
         except discord.LoginFailure:
             raise UsageError(BAD_TOKEN) from None
         except discord.PrivilegedIntentsRequired:
             raise UsageError(INTENT_MISSING) from None
         except (aiohttp.ClientConnectionError, discord.GatewayNotFound) as exc:
             raise UsageError(f"Could not reach Discord ({type(exc).__name__}); check the network.") from None
+
+
+def handle_signals(bot: Concord, grace: float) -> list[asyncio.Task[None]]:
+    """SIGTERM and SIGINT start one graceful shutdown. `loop.add_signal_handler` works as PID 1 in a
+    container, where Python would otherwise ignore SIGTERM. Returns the list the shutdown task goes in."""
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal(name: str) -> None:
+        if stopping:
+            return
+        log.info("%s received: taking no new turns, giving replies in flight %.0f s", name, grace)
+        stopping.append(loop.create_task(bot.shutdown(grace)))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # not on Windows' default loop
+            loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+    return stopping
 
 
 async def migrate(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -14,16 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
+from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
 from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
 from bot.services.conversations import ConversationStore
 from bot.services.fetcher import GuardedFetcher
 from bot.services.guild_config import GuildConfigService
+from bot.services.image_generation import ImageGenerator
+from bot.services.image_results import ImageResultStore
 from bot.services.model_catalog import ModelCatalog
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
 from bot.services.song_jobs import PollPolicy, SongJobRunner, SongJobStore
+from bot.services.tts_settings import TtsSettingsService
+from bot.services.vision import VisionService
 
 if TYPE_CHECKING:
     from bot.providers import ProviderClient
@@ -41,6 +47,9 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.embed",
     "cogs.ask",
     "cogs.songs",
+    "cogs.imagine",
+    "cogs.vision",
+    "cogs.tts",
 )
 
 
@@ -95,15 +104,32 @@ class Concord(commands.AutoShardedBot):
         # The shared services, built once here; cogs reach them as `self.bot.<name>` and build none.
         # Every write the bot makes in a channel goes through one budget, whichever cog makes it.
         self.write_budget = ChannelWriteBudget()
+        self.shutdown_hooks: list[Callable[[float], Awaitable[None]]] = []
+        """Run by `shutdown()` on SIGTERM/SIGINT; a cog with work in flight adds one in cog_load."""
         self.quotas = QuotaService(db_sessions)
         self.guild_config = GuildConfigService(db_sessions)
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)
         self.send_audit = SendAuditLog(db_sessions)
+        # Every URL the bot downloads goes through this one door (public addresses only, size-capped).
+        self.fetcher = GuardedFetcher(allowlist=settings.fetch_allowlist)
+        # Images: drawing (provider URLs downloaded through the fetcher), the settings behind result
+        # buttons, and describing attachments (for /vision, "Describe image" and chat turns alike).
+        self.image_generator = ImageGenerator(providers, self.fetcher, max_bytes=settings.image_max_bytes)
+        self.image_results = ImageResultStore(db_sessions)
+        self.vision = VisionService(providers, self.fetcher, max_bytes=settings.image_max_bytes)
+        # Voice: one speech queue per server (/tts and reading mode share it), and the stored /tts choices.
+        self.voice = VoiceManager(
+            self,
+            VoiceOptions(
+                idle_timeout=settings.tts_idle_timeout,
+                connect_timeout=settings.tts_connect_timeout,
+                queue_limit=settings.tts_queue_limit,
+            ),
+        )
+        self.tts_settings = TtsSettingsService(db_sessions)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
-        # The one door for every URL the bot downloads itself.
-        self.fetcher = GuardedFetcher(allowlist=settings.fetch_allowlist)
         # Song jobs survive restarts: the runner polls them; the songs cog starts it with its Discord side.
         self.song_jobs = SongJobRunner(
             SongJobStore(db_sessions),
@@ -164,15 +190,26 @@ class Concord(commands.AutoShardedBot):
             return True
         return await super().is_owner(user)
 
+    async def shutdown(self, grace: float) -> None:
+        """SIGTERM/SIGINT: each hook stops taking work and lets work in flight finish (up to `grace`
+        seconds), then the bot closes."""
+        for hook in list(self.shutdown_hooks):
+            try:
+                await hook(grace)
+            except Exception:
+                log.exception("A shutdown hook failed")
+        await self.close()
+
     async def close(self) -> None:
         if self.http_server is not None:
             await self.http_server.close()
             self.http_server = None
         await self.song_jobs.stop()
+        await self.voice.close()
         await super().close()
         await self.catalog.close()
-        await self.write_budget.close()
         await self.fetcher.close()
+        await self.write_budget.close()
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     chat_busy_wait: float = Field(
         default=5.0, ge=0, le=300, description="Seconds a turn waits for a free slot before 'busy' is shown."
     )
+    chat_queue_limit: int = Field(
+        default=10, ge=1, le=1000, description="Questions one channel may have waiting or running at once."
+    )
+    chat_max_tokens_free: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Longest reply (max_tokens) asked of a model on the free plan.",
+    )
+    chat_max_tokens_premium: int = Field(
+        default=4096, ge=1, le=1_000_000, description="Longest reply (max_tokens) on a premium plan."
+    )
+    chat_max_pages: int = Field(
+        default=5, ge=1, le=50, description="Messages one reply may fill before it is cut with a note."
+    )
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, le=600, description="Seconds replies in flight get to finish on SIGTERM/SIGINT."
+    )
     chat_attachment_max_bytes: int = Field(
         default=32 * 1024, ge=0, le=8 * 1024 * 1024, description="Largest text file /chat accepts, in bytes."
     )
@@ -115,11 +133,31 @@ class Settings(BaseSettings):
     ask_edit_interval: float = Field(
         default=1.0, ge=0.2, le=30, description="Seconds between edits of an /ask answer as it arrives."
     )
+    image_max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        le=100 * 1024 * 1024,
+        description="Largest image the bot downloads: an attachment for /vision, a provider's image URL.",
+    )
     # --- downloads (bot/services/fetcher.py) ---
     fetch_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="For tests/emulators only: comma-separated host[:port], IPs or CIDRs the downloader may "
         "reach although they are not public addresses. Empty in production.",
+    )
+
+    # --- voice: /tts (cogs/tts) ---
+    tts_max_chars: int = Field(
+        default=300, ge=1, le=1000, description="Longest text /tts say speaks, in characters."
+    )
+    tts_idle_timeout: float = Field(
+        default=300.0, ge=1, le=86400, description="Seconds the bot stays in voice with nothing to say."
+    )
+    tts_connect_timeout: float = Field(
+        default=15.0, gt=0, le=120, description="Seconds to wait for a voice connection before retrying."
+    )
+    tts_queue_limit: int = Field(
+        default=20, ge=1, le=500, description="Speech requests waiting in one server's queue at most."
     )
 
     @field_validator("owner_ids", mode="before")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes.util
+import importlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -86,6 +87,41 @@ def check_opus() -> Check:
     return Check("Opus", True, library)
 
 
+def check_voice_packages() -> list[Check]:
+    """discord.py's voice extra: PyNaCl encrypts voice packets; davey does DAVE (required since 2026)."""
+    checks = []
+    for module, name in (("nacl", "PyNaCl"), ("davey", "davey")):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            checks.append(
+                Check(
+                    name,
+                    False,
+                    f"{name} is not installed; /tts cannot join voice.",
+                    "pip install 'discord.py[voice]>=2.7.1'",
+                )
+            )
+            continue
+        version = getattr(imported, "__version__", None) or getattr(imported, "DAVE_PROTOCOL_VERSION", "")
+        checks.append(Check(name, True, f"installed {version}".strip()))
+    return checks
+
+
+def check_reading_mode(resources: Resources) -> Check:
+    """Reading mode reads other people's messages, which Discord sends only with Message Content."""
+    if resources.settings.message_content_intent:
+        return Check(
+            "TTS reading mode", True, "Message Content intent requested: messages can be read aloud."
+        )
+    return Check(
+        "TTS reading mode",
+        True,
+        "Message Content intent off: /tts reading hears only messages that mention the bot "
+        "(set MESSAGE_CONTENT_INTENT=true after enabling the intent in the developer portal).",
+    )
+
+
 async def check_providers(resources: Resources) -> list[Check]:
     if not resources.providers.providers:
         return [
@@ -104,7 +140,10 @@ async def check_providers(resources: Resources) -> list[Check]:
                 Check(f"Provider {health.name}", False, f"{where}: {health.problem}", health.fix or "")
             )
             continue
-        detail = f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}"
+        default = health.default_model or "none known (the gateway picks)"
+        detail = (
+            f"{where}: {health.latency_ms:.0f} ms; {', '.join(health.capabilities)}; default model {default}"
+        )
         if health.problem:  # reachable, yet something is wrong (a rejected key, an HTML models page)
             checks.append(
                 Check(f"Provider {health.name}", False, f"{detail}; {health.problem}", health.fix or "")
@@ -124,6 +163,8 @@ async def run_checks(resources: Resources) -> list[Check]:
         database_check,
         check_ffmpeg(),
         check_opus(),
+        *check_voice_packages(),
+        check_reading_mode(resources),
         *provider_checks,
     ]
 

@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 
-# Discord bot tokens: three base64url segments separated by dots.
-_DISCORD_TOKEN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
-_KEY_QUERY = re.compile(r"(?i)([?&](?:key|api_key|token|access_token)=)[^&\s'\"]+")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)")
+from bot.providers.redact import MASK, REDACTOR, Redactor
 
-REDACTED = "[redacted]"
+REDACTED = MASK
 
 
 class SecretRedactor(logging.Filter):
-    """Rewrites a record's final message so no known secret or key-shaped string survives."""
+    """Rewrites a record's final message through the process's one redactor (`bot.providers.redact`)."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *, redactor: Redactor = REDACTOR) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._redactor = redactor
+        for secret in secrets:
+            redactor.add(secret)
 
     def add_secret(self, secret: str | None) -> None:
-        if secret and len(secret) >= 6 and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+        self._redactor.add(secret)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        text = _DISCORD_TOKEN.sub(REDACTED, text)
-        text = _BEARER.sub(rf"\1{REDACTED}", text)
-        text = _KEY_QUERY.sub(rf"\1{REDACTED}", text)
-        return _URL_PASSWORD.sub(rf"\1{REDACTED}\2", text)
+        return self._redactor(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -65,8 +56,5 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> SecretRed
 
 
 def add_secret(secret: str | None) -> None:
-    """Teach the installed redactor one more secret (e.g. a provider key loaded after logging started)."""
-    for handler in logging.getLogger().handlers:
-        for log_filter in handler.filters:
-            if isinstance(log_filter, SecretRedactor):
-                log_filter.add_secret(secret)
+    """Teach the process's redactor one more secret (e.g. a provider key loaded after logging started)."""
+    REDACTOR.add(secret)

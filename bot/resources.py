@@ -12,10 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.logging_setup import add_secret
-from bot.providers import ProviderClient, ProviderConfig, load_providers
+from bot.providers import USER_AGENT, ProviderClient, ProviderConfig, load_providers
 from bot.store.engine import create_engine, create_sessionmaker
-
-USER_AGENT = "Concord/0.1 (Discord bot)"
 
 
 @dataclass(frozen=True)

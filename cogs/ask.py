@@ -169,7 +169,7 @@ class Ask(commands.Cog, name=COG_NAME):
 
         async def consume() -> None:
             nonlocal got_text
-            async with aclosing(self.bot.providers.ask(prompt)) as items:  # type: ignore[type-var]
+            async with aclosing(self.bot.providers.ask(prompt)) as items:
                 async for item in items:
                     if isinstance(item, StreamEnd):
                         result.end = item

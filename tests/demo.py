@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -21,10 +22,12 @@ from tests.e2e.harness import (
     emulator_settings,
     running_bot,
     sqlite_url,
+    until,
     write_providers_file,
 )
+from tests.e2e.voice_loopback import LoopbackVoiceClient, mp3_seconds, speech_mp3
 from tests.emulators.discord_emulator import DiscordEmulator
-from tests.emulators.gateway import GatewayEmulator
+from tests.emulators.gateway import GatewayEmulator, media
 
 WIDTH = 88
 
@@ -46,6 +49,7 @@ class Demo:
     gateway: GatewayEmulator
     world: World
     bot: Any
+    flux_gateway: GatewayEmulator | None = None
 
     def say(self, who: str, text: str) -> None:
         print(f"\n{who} ▸ {text}")
@@ -63,6 +67,9 @@ class Demo:
             self._show_embed(embed, label if not message.get("content") else None)
         for attachment in message.get("attachments") or []:
             print(f"    📎 {attachment.get('filename')} ({attachment.get('size', '?')} bytes)")
+        labels = [c.get("label") for row in message.get("components") or [] for c in row["components"]]
+        if labels:
+            print("    " + " ".join(f"[{label}]" for label in labels))
 
     def _show_embed(self, embed: dict[str, Any], label: str | None) -> None:
         if label:
@@ -135,6 +142,32 @@ async def scene_chat(demo: Demo) -> None:
     )
     demo.show_message(answer)
 
+    # Three people ask at once; the model answers the last question first, yet the replies appear in
+    # question order.
+    cy = emu.create_user("cy")
+    world.guild.add_member(cy)
+    questions = [
+        (world.member, "what is 2 + 2?", "2 + 2 = 4.", 0.6),
+        (world.admin, "name a primary colour", "Red is a primary colour.", 0.3),
+        (cy, "say hi", "Hi, cy!", 0.0),
+    ]
+    script = {question: (answer, delay) for _, question, answer, delay in questions}
+    demo.gateway.chat_script = lambda body: script[str(body["messages"][-1]["content"]).split("\n")[-1]]
+    asked = []
+    for user, question, _, _ in questions:
+        demo.say(f"{user.name} in #general", f"@Concord {question}  (all three at once)")
+        asked.append(await emu.send_message(user, world.general, f"<@{me}> {question}"))
+
+    def all_answered() -> bool:
+        done = [m for m in emu.messages(world.general) if m["_author_id"] == me and reply_is_final(m)]
+        return len([m for m in done if int(m["id"]) > int(asked[0]["id"])]) == len(questions)
+
+    await until(all_answered, 10)
+    first = int(asked[0]["id"])
+    for reply in [m for m in emu.messages(world.general) if m["_author_id"] == me and int(m["id"]) > first]:
+        demo.show_message(reply)
+    demo.gateway.chat_script = None
+
     itx = await demo.slash(world.member, "models", where=world.general)
     await itx.wait_for(lambda handle: bool(handle.original and handle.original["embeds"]), timeout=10)
     demo.show_message(itx.original, ephemeral=itx.ephemeral)
@@ -156,6 +189,71 @@ async def scene_governance(demo: Demo) -> None:
     posted = demo.emu.messages(world.general)[-1]
     print("  In #general everyone now sees:")
     demo.show_message(posted)
+
+
+def image_done(handle: Any) -> bool:
+    """An image command is done once its progress line ("🎨 Generating…", "👀 Looking…") is replaced."""
+    message = handle.original or {}
+    return bool(message.get("embeds") or message.get("content", "").startswith("⚠️"))
+
+
+async def scene_images(demo: Demo) -> None:
+    world, emu = demo.world, demo.emu
+    itx = await demo.slash(world.member, "imagine", where=world.general, prompt="a lighthouse at dawn")
+    await itx.wait_for(image_done, timeout=15)
+    demo.show_message(itx.original)
+    result = itx.original
+    details = next(c for row in result["components"] for c in row["components"] if c["label"] == "Details")
+    demo.say("ada in #general", "presses [Details]")
+    pressed = await emu.press_button(world.admin, result, details["custom_id"])
+    await pressed.wait_for(lambda h: bool(h.original and h.original["embeds"]), timeout=10)
+    demo.show_message(pressed.original, ephemeral=pressed.ephemeral)
+
+    itx = await demo.slash(world.member, "flux", where=world.general, prompt="a nebula", count=4)
+    await itx.wait_for(image_done, timeout=15)
+    demo.show_message(itx.original)
+
+    image = media.png(64, 48, (230, 126, 34))
+    demo.say("bob in #general", "/vision image:sunset.png question:What is in this picture?")
+    itx = await emu.run_command(
+        world.member,
+        "vision",
+        options={"image": ("sunset.png", image, "image/png"), "question": "What is in this picture?"},
+        channel=world.general,
+    )
+    await itx.wait_for(image_done, timeout=15)
+    demo.show_message(itx.original)
+
+
+async def scene_voice(demo: Demo) -> None:
+    """/tts: the real FFmpeg → Opus → player path; only the voice server is loopback (no Discord voice)."""
+    world = demo.world
+    demo.bot.voice.client_cls = LoopbackVoiceClient
+    if shutil.which("espeak-ng"):
+        demo.gateway.mp3 = speech_mp3("Hello Ada, welcome to the voice channel.")
+    world.guild.set_voice_state(world.member, world.voice)
+    demo.say("bob", f"joins the voice channel #{world.voice.name}")
+    itx = await demo.slash(
+        world.member,
+        "tts say",
+        where=world.general,
+        text=f"Hello **<@{world.admin.id}>**, see https://example.com",
+    )
+    demo.show_message(itx.original)
+    player = demo.bot.voice.player(world.guild.id)
+    await until(lambda: not player.busy, within=20)
+    spoken = demo.gateway.requests_for("audio")[-1].query["text"]
+    client = LoopbackVoiceClient.instances[-1]
+    seconds = mp3_seconds(demo.gateway.mp3)
+    print(f"  (spoken in #{world.voice.name}: “{spoken}”)")
+    print(
+        f"  (voice: {client.audio_packets} Opus packets for {seconds:.2f} s of audio, "
+        f"{client.audio_packets / seconds:.1f} per second)"
+    )
+    world.guild.set_voice_state(world.member, None)
+    itx = await demo.slash(world.member, "tts say", where=world.general, text="Anyone there?")
+    await itx.wait_for(lambda h: bool(h.original and h.original.get("attachments")), timeout=10)
+    demo.show_message(itx.original)
 
 
 async def scene_ask(demo: Demo) -> None:
@@ -202,15 +300,25 @@ async def scene_song(demo: Demo) -> None:
 
 
 # Each capability adds its scene here, in the order a new user would meet them.
-SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance, scene_ask, scene_song]
+SCENES: list[Scene] = [
+    scene_help_and_ping,
+    scene_chat,
+    scene_governance,
+    scene_images,
+    scene_voice,
+    scene_ask,
+    scene_song,
+]
 
 
 async def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  [log] %(levelname)s %(name)s: %(message)s")
     emu = DiscordEmulator()
     gateway = GatewayEmulator("airforce")
+    flux_gateway = GatewayEmulator("digicord", vision_reply="An orange sunset over a calm sea.")
     await emu.start()
     await gateway.start()
+    await flux_gateway.start()
     world = build_world(emu)
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -218,21 +326,23 @@ async def main() -> int:
                 emu,
                 sqlite_url(Path(folder)),
                 log_level="WARNING",
-                providers_file=write_providers_file(Path(folder), [gateway]),
-                # The gateway emulator's song audio is on loopback; songs are checked quickly here.
+                providers_file=write_providers_file(Path(folder), [gateway, flux_gateway]),
                 fetch_allowlist=["127.0.0.1"],
+                # Songs are checked quickly here.
                 song_poll_first=0.2,
                 song_poll_max=0.5,
             )
             print(
                 f"Concord demo: Discord emulator at {emu.api_base}; AI gateway emulator "
-                f"({gateway.profile}) at {gateway.base_url}; guild '{world.guild.name}'."
+                f"({gateway.profile}) at {gateway.base_url}, and one ({flux_gateway.profile}) for FLUX "
+                f"and vision at {flux_gateway.base_url}; guild '{world.guild.name}'."
             )
             async with running_bot(emu, settings) as bot:
-                demo = Demo(emu=emu, gateway=gateway, world=world, bot=bot)
+                demo = Demo(emu=emu, gateway=gateway, world=world, bot=bot, flux_gateway=flux_gateway)
                 for scene in SCENES:
                     await scene(demo)
     finally:
+        await flux_gateway.close()
         await gateway.close()
         await emu.close()
     print("\nDemo finished.")

@@ -118,7 +118,9 @@ async def test_doctor_reports_each_check_with_a_fix(tmp_path: Path) -> None:
     assert "OK" in rows["Discord token"]
     assert "PROBLEM" in rows["Database"] and "python -m bot migrate" in rows["Database"]
     assert "PROBLEM" in rows["Providers"] and "PROVIDERS_FILE" in rows["Providers"]
-    assert {"Settings", "FFmpeg", "Opus"} <= set(rows)
+    assert {"Settings", "FFmpeg", "Opus", "PyNaCl", "davey"} <= set(rows)
+    assert "OK" in rows["PyNaCl"] and "OK" in rows["davey"]
+    assert "MESSAGE_CONTENT_INTENT=true" in rows["TTS reading mode"]
     assert code == 1
 
 

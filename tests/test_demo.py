@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests import demo
@@ -15,6 +17,9 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Hi Bob! I can chat" in output  # /chat streamed to its final text
     assert "You asked what I can do" in output  # a mention, answered with the channel's memory
     assert "this DM is our own conversation" in output  # a DM message
+    # Three questions at once, the last answered first by the model, shown in question order.
+    answers = [output.index(a) for a in ("2 + 2 = 4.", "Red is a primary colour.", "Hi, cy!")]
+    assert answers == sorted(answers)
     assert "Chat models" in output  # /models
     assert "Settings of Concord Test" in output  # /config show
     assert "Usage of bob" in output  # /usage
@@ -25,4 +30,11 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Song request finished" in output  # /suno: the status embed, edited by the runner
     assert output.count("📎 song-") == 2  # both clips delivered with their audio attached
     assert "Your songs" in output  # /suno status
+    assert "a lighthouse at dawn" in output and "[Regenerate]" in output  # /imagine with its buttons
+    assert "Image settings" in output  # Details, privately
+    assert output.count("📎 image_") >= 5  # one /imagine image and a /flux gallery of four
+    assert "An orange sunset over a calm sea." in output  # /vision on an attachment
+    assert "spoken in #Voice: “Hello ada, see a link”" in output  # /tts say, normalised
+    assert re.search(r"voice: \d+ Opus packets for [\d.]+ s of audio, (4[5-9]|5[0-4])\.\d per second", output)
+    assert "📎 speech.mp3" in output  # the fallback when the caller is not in voice
     assert output.rstrip().endswith("Demo finished.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from bot.logging_setup import SecretRedactor, setup_logging
+from bot.logging_setup import REDACTED, SecretRedactor, setup_logging
 
 FAKE_DISCORD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
 
@@ -41,4 +41,11 @@ def test_logged_records_and_tracebacks_are_redacted() -> None:
     assert "secret-key-42" not in output
     assert FAKE_DISCORD_TOKEN not in output
     assert "late-secret-99" not in output
-    assert "RuntimeError" in output and "[redacted]" in output
+    assert "RuntimeError" in output and REDACTED in output
+
+
+def test_provider_errors_and_logs_share_one_redactor() -> None:
+    from bot.providers.redact import REDACTOR
+
+    SecretRedactor(["shared-key-7777"])
+    assert "shared-key-7777" not in REDACTOR("upstream echoed shared-key-7777")

@@ -20,7 +20,10 @@ EXPECTED_TABLES = {
     "jobs",
     "api_keys",
     "config_audit",
+    "tts_user_settings",
+    "tts_reading",
     "send_data_audit",
+    "image_results",
 }
 
 

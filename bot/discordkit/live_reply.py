@@ -28,6 +28,7 @@ STOPPED_NOTE = "\n\n-# ⏹️ Stopped before the end."
 INTERRUPTED_NOTE = (
     "\n\n-# ⚠️ This reply was cut off: it stopped being written (for example, the bot restarted)."
 )
+PAGE_CAP_NOTE = "\n\n-# ✂️ This reply reached its length limit ({pages} messages) and was cut there."
 EMPTY_REPLY = "-# The model returned an empty answer."
 # Room kept free on every page for the decorations above (and a fence closer), so pages stay <= 2000.
 PAGE_LIMIT = DISCORD_LIMIT - 120
@@ -108,12 +109,19 @@ class LiveReply:
         edit_interval: float = 1.0,
         writing_view: discord.ui.View | None = None,
         page_limit: int = PAGE_LIMIT,
+        not_before: asyncio.Event | None = None,
+        max_pages: int | None = None,
     ) -> None:
         self.target = target
         self.budget = budget
         self.edit_interval = edit_interval
         self.page_limit = page_limit
         self.writing_view = writing_view
+        self.not_before = not_before
+        """The first message waits for this (the previous turn's first message in the channel)."""
+        self.max_pages = max_pages
+        self.overflowed = False
+        self.interrupted = False
         self.final_view: discord.ui.View | None = None
         self.text = ""
         self.finished = False
@@ -137,24 +145,40 @@ class LiveReply:
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="live-reply")
 
-    def append(self, delta: str) -> None:
+    def append(self, delta: str) -> bool:
+        """Add streamed text; False once the page cap is reached (the text is cut at the cap)."""
+        if self.overflowed:
+            return False
         if delta and not self.finished:
             self.text += delta
             self._dirty.set()
+            if self.max_pages is not None and len(self.text) > self.max_pages * self.page_limit:
+                self._cut_at_cap()
+                return False
+        return True
+
+    def _cut_at_cap(self) -> None:
+        assert self.max_pages is not None
+        self.overflowed = True
+        self.text = self.text[: self.max_pages * self.page_limit]
+        while len(split_message(self.text, self.page_limit)) > self.max_pages:
+            self.text = self.text[: len(self.text) - self.page_limit // 4]
 
     async def finish(
         self,
         *,
         complete: bool = True,
         stopped: bool = False,
+        interrupted: bool = False,
         final_view: discord.ui.View | None = None,
         text: str | None = None,
     ) -> list[Any]:
         """Show the final text (without the marker, with a note if cut off); returns the message handles."""
-        if text is not None and len(text) >= len(self.text):
+        if text is not None and len(text) >= len(self.text) and not self.overflowed:
             self.text = text
         self.complete = complete
         self.stopped = stopped
+        self.interrupted = interrupted
         self.final_view = final_view
         self.finished = True
         self._dirty.set()
@@ -165,6 +189,12 @@ class LiveReply:
         if self._error is not None:
             raise self._error
         return [self.handles[i] for i in sorted(self.handles)]
+
+    async def sends_settled(self, within: float) -> None:
+        """Wait up to `within` seconds for page sends already under way, so their message ids are known."""
+        waiting = [f for f in self._sends.values() if not f.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=within)
 
     async def abandon(self) -> None:
         """Stop rendering without a final write (the caller reports an error instead)."""
@@ -189,7 +219,11 @@ class LiveReply:
             return page, None
         if not self.finished:
             return close_open_fence(page) + WRITING_MARKER, self.writing_view
-        if self.stopped:
+        if self.interrupted:
+            page = close_open_fence(page) + INTERRUPTED_NOTE
+        elif self.overflowed:
+            page = close_open_fence(page) + PAGE_CAP_NOTE.format(pages=self.max_pages)
+        elif self.stopped:
             page = close_open_fence(page) + STOPPED_NOTE
         elif not self.complete:
             page = close_open_fence(page) + INCOMPLETE_NOTE
@@ -206,6 +240,8 @@ class LiveReply:
 
     async def _run(self) -> None:
         try:
+            if self.not_before is not None:
+                await self.not_before.wait()
             while True:
                 await self._dirty.wait()
                 self._dirty.clear()

@@ -1,9 +1,9 @@
-"""The shared provider client: every AI capability of the seed gateways, with failover.
+"""The shared provider client: every AI capability of the supported gateways, with failover.
 
 Imports nothing from discord, cogs or bot.discordkit; configuration arrives as arguments.
 """
 
-from bot.providers.client import ProviderClient, RetryPolicy, new_session
+from bot.providers.client import ProviderClient
 from bot.providers.config import (
     PROFILE_NAMES,
     ProfileName,
@@ -20,7 +20,9 @@ from bot.providers.errors import (
     ParameterError,
     ProviderUnavailable,
 )
+from bot.providers.failover import RetryPolicy
 from bot.providers.profiles import PROFILES
+from bot.providers.transport import USER_AGENT, new_session
 from bot.providers.types import (
     AskChunk,
     CalledFunction,
@@ -61,6 +63,7 @@ from bot.providers.types import (
 __all__ = [
     "PROFILES",
     "PROFILE_NAMES",
+    "USER_AGENT",
     "AskChunk",
     "AttemptRecord",
     "CalledFunction",

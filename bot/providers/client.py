@@ -1,17 +1,15 @@
-"""The provider client: routing by capability and model, retries, failover and circuit breaking."""
+"""The typed provider API: every AI capability as a method, routed by capability and model."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import random as _random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
 import aiohttp
 
@@ -20,14 +18,17 @@ from bot.providers.config import ProviderConfig
 from bot.providers.errors import (
     AttemptRecord,
     CapabilityUnavailable,
-    OutcomeUnknown,
     ParameterError,
     ProviderUnavailable,
 )
+from bot.providers.failover import Failover, RetryPolicy, Route
+from bot.providers.models import DEFAULT_CLOSED_SOURCE_PATTERNS, is_closed_source
 from bot.providers.parsing import ShapeError
-from bot.providers.profiles import MODEL_LIST_CAPABILITY, PROFILES, Endpoint, Profile
-from bot.providers.redact import Redactor, safe_url
-from bot.providers.streaming import JsonLinesDecoder, SSEDecoder, StreamProtocolError
+from bot.providers.profiles import MODEL_LIST_CAPABILITY, PROFILES
+from bot.providers.redact import REDACTOR
+from bot.providers.streaming import JsonLinesDecoder, SSEDecoder
+from bot.providers.transport import Body, Failure, Transport, classify, read_limited
+from bot.providers.transport import Provider as _Provider
 from bot.providers.types import (
     AskChunk,
     Capability,
@@ -62,115 +63,7 @@ T = TypeVar("T")
 P = TypeVar("P")
 Item = TypeVar("Item", ChatChunk, AskChunk)
 
-USER_AGENT = "Concord/0.1 (+https://github.com/concord-bot)"
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
-
-
-def new_session(*, limit: int = 100, limit_per_host: int = 8) -> aiohttp.ClientSession:
-    """The one session a process should share, with a per-host connection limit."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    backoff_base: float = 0.5
-    backoff_max: float = 8.0
-    retry_after_cap: float = 10.0
-    """A Retry-After longer than this is not waited for: the next provider is tried instead."""
-    breaker_threshold: int = 3
-    breaker_cooldown: float = 30.0
-    call_deadline: float = 120.0
-    """Wall-clock budget for one call across every retry and provider (streams: until the first chunk)."""
-    models_ttl: float = 300.0
-
-
-class _Failure(Exception):
-    """One failed try, already classified."""
-
-    def __init__(
-        self,
-        status: int | None,
-        reason: str,
-        *,
-        retryable: bool,
-        counts: bool = True,
-        retry_after: float | None = None,
-        unknown_outcome: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.retryable = retryable
-        self.counts = counts
-        self.retry_after = retry_after
-        self.unknown_outcome = unknown_outcome
-
-
-@dataclass(slots=True)
-class _Breaker:
-    failures: int = 0
-    open_until: float = 0.0
-
-    def available(self, now: float) -> bool:
-        return now >= self.open_until
-
-    def success(self) -> None:
-        self.failures = 0
-        self.open_until = 0.0
-
-    def failure(self, now: float, policy: RetryPolicy) -> None:
-        self.failures += 1
-        if self.failures >= policy.breaker_threshold:
-            self.open_until = max(self.open_until, now + policy.breaker_cooldown)
-
-    def cool_until(self, until: float) -> None:
-        self.open_until = max(self.open_until, until)
-
-
-@dataclass(slots=True)
-class _Provider:
-    config: ProviderConfig
-    profile: Profile
-    semaphore: asyncio.Semaphore
-    breaker: _Breaker = field(default_factory=_Breaker)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return self.profile.capabilities
-
-    def url(self, endpoint: Endpoint, **path_args: str) -> str:
-        path = endpoint.path.format(**path_args)
-        prefix = self.config.path_prefix if self.config.path_prefix is not None else self.profile.prefix
-        base = self.config.base_url
-        if endpoint.bare:
-            # Root-level paths: drop the prefix if base_url already carries it.
-            if prefix and base.endswith(prefix):
-                base = base[: -len(prefix)]
-            return base + path
-        if prefix and base.endswith(prefix):
-            prefix = ""
-        return base + prefix + path
-
-    def headers(self, *, with_key: bool = True) -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT}
-        if with_key and self.config.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.config.api_key.reveal()}"
-        return headers
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    status: int
-    content_type: str
-    data: bytes
-
-    def json(self) -> Any:
-        return parsing.decode_json(self.data, self.content_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +89,29 @@ class ProviderClient:
     ) -> None:
         self._session = session
         self._clock = clock
-        self._sleep = sleep
-        self._random = random
         self.policy = policy or RetryPolicy()
         ordered = sorted(enumerate(providers), key=lambda pair: (pair[1].priority, pair[0]))
         self._providers = [
             _Provider(config=c, profile=PROFILES[c.profile], semaphore=asyncio.Semaphore(c.max_concurrency))
             for _, c in ordered
         ]
-        self._redactor = Redactor(c.api_key.reveal() for c in providers if c.api_key is not None)
+        self._routes = {p.name: Route(p) for p in self._providers}
+        for c in providers:
+            if c.api_key is not None:
+                REDACTOR.add(c.api_key.reveal())
+        self._redactor = REDACTOR
+        self._transport = Transport(session)
+        self._engine = Failover(self.policy, clock=clock, sleep=sleep, random=random, redact=REDACTOR)
         self._model_cache: dict[tuple[str, ModelKind], tuple[float, list[ModelInfo]]] = {}
+        self._defaults: dict[str, str] = {}
+        for p in self._providers:
+            static_default = self.default_model(p.name)
+            if static_default is not None:
+                self._defaults[p.name] = static_default
+        self._closed_patterns = (
+            *DEFAULT_CLOSED_SOURCE_PATTERNS,
+            *(pattern for c in providers for pattern in c.closed_source),
+        )
 
     # --- introspection ------------------------------------------------------------------------------
 
@@ -227,6 +133,52 @@ class ProviderClient:
     def redact(self, text: str) -> str:
         return self._redactor(text)
 
+    def is_closed_source(self, model: str) -> bool:
+        """Whether `model` counts as closed-source: the built-in patterns plus each provider's
+        `closed_source` globs."""
+        return is_closed_source(model, self._closed_patterns)
+
+    def default_model(self, provider: str, kind: ModelKind = "chat") -> str | None:
+        """The model `provider` uses for `kind` when a request names none, as far as it is known
+        without asking: `default_model`, the first of `models`, then its gateway's documented default.
+        For chat, a default learnt from the provider's `/models` list is also returned."""
+        p = next((p for p in self._providers if p.name == provider), None)
+        if p is None:
+            raise ParameterError("provider", f"names no configured provider ({provider!r})")
+        if kind == "chat":
+            if p.config.default_model is not None:
+                return p.config.default_model
+            if p.config.models:
+                return p.config.models[0]
+            learnt = self._defaults.get(p.name)
+            if learnt is not None:
+                return learnt
+        return profiles.DOCUMENTED_DEFAULTS.get(p.profile.name, {}).get(kind)
+
+    def default_chat_model(self) -> str | None:
+        """The model a chat request that names none is sent with on the first provider offering chat:
+        what the quota's closed-source check judges such a request by."""
+        for p in self._providers:
+            if C.CHAT in p.capabilities:
+                return self.default_model(p.name, "chat")
+        return None
+
+    async def _with_model(self, p: _Provider, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` with a model: a provider with no default from config or docs learns one, once, as
+        the first model of its `/models` list, when it is first asked to chat without one."""
+        if "model" in body or C.MODELS not in p.capabilities:
+            return body
+        learnt = self._defaults.get(p.name)
+        if learnt is None:
+            try:
+                models = await self._models_of(p, "chat", C.MODELS, False)
+            except ProviderUnavailable:
+                return body  # the gateway may still pick its own; learnt on a later call
+            if not models:
+                return body
+            learnt = self._defaults[p.name] = models[0].id
+        return {**body, "model": learnt}
+
     # --- chat ---------------------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -235,17 +187,24 @@ class ProviderClient:
             (C.CHAT,),
             request.model,
             lambda p: profiles.chat_body(
-                p.profile, request, stream=False, max_message_chars=p.config.max_message_chars
+                p.profile,
+                request,
+                stream=False,
+                max_message_chars=p.config.max_message_chars,
+                default_model=self._defaults.get(p.name),
             ),
         )
 
         async def call(p: _Provider, body: dict[str, Any], budget: float) -> ChatResponse:
-            response = await self._send(p, C.CHAT, json=body, limit=p.config.max_json_bytes, budget=budget)
+            body = await self._with_model(p, body)
+            response = await self._transport.send(
+                p, C.CHAT, json=body, limit=p.config.max_json_bytes, budget=budget
+            )
             return parsing.parse_chat(response.json(), p.name)
 
         return await self._failover("chat", plans, call)
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk | StreamEnd]:
+    async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk | StreamEnd, None]:
         """Text chunks as they arrive, then one StreamEnd. Close the iterator (`aclosing`) if you stop early.
 
         A stream that breaks before its first chunk fails over; one that breaks later ends with
@@ -256,7 +215,11 @@ class ProviderClient:
             (C.CHAT_STREAM,),
             request.model,
             lambda p: profiles.chat_body(
-                p.profile, request, stream=True, max_message_chars=p.config.max_message_chars
+                p.profile,
+                request,
+                stream=True,
+                max_message_chars=p.config.max_message_chars,
+                default_model=self._defaults.get(p.name),
             ),
         )
         async for item in self._stream_failover("chat", plans, self._chat_stream_once, lambda c: c.text):
@@ -265,12 +228,12 @@ class ProviderClient:
     async def _chat_stream_once(
         self, p: _Provider, body: dict[str, Any]
     ) -> AsyncGenerator[ChatChunk | _Done, None]:
-        async with self._open_stream(p, C.CHAT_STREAM, json=body) as (response, read):
-            ctype = response.headers.get("Content-Type", "")
+        body = await self._with_model(p, body)
+        async with self._transport.stream(p, C.CHAT_STREAM, json=body) as reader:
+            ctype = reader.content_type
             if "text/event-stream" not in ctype:
                 # A gateway that ignores `stream` and answers in one piece is still an answer.
-                async with asyncio.timeout(p.config.timeout):
-                    raw = await _read_limited(response, p.config.max_json_bytes)
+                raw = await reader.read_all(p.config.max_json_bytes)
                 reply = parsing.parse_chat(parsing.decode_json(raw, ctype), p.name)
                 if reply.text:
                     yield ChatChunk(reply.text, p.name, 0, reply.choices[0].finish_reason)
@@ -278,6 +241,8 @@ class ProviderClient:
                 return
             decoder = SSEDecoder()
             finish: str | None = None
+            read = reader.read
+            parse_chunk = parsing.parse_chunk
             while True:
                 data = await read()
                 events = decoder.feed(data) if data else decoder.flush()
@@ -285,7 +250,7 @@ class ProviderClient:
                     if event.is_done:
                         yield _Done(finish)
                         return
-                    for index, text, finish_reason in parsing.parse_chunk(event.json()):
+                    for index, text, finish_reason in parse_chunk(event.json()):
                         if finish_reason and index == 0:
                             finish = finish_reason
                         if text:
@@ -295,7 +260,7 @@ class ProviderClient:
                         # Ended cleanly after a finish_reason but without [DONE]: the answer is whole.
                         yield _Done(finish)
                         return
-                    raise _Failure(None, "the stream ended before it was finished", retryable=True)
+                    raise Failure(None, "the stream ended before it was finished", retryable=True)
 
     # --- models -------------------------------------------------------------------------------------
 
@@ -335,13 +300,16 @@ class ProviderClient:
     ) -> list[ModelInfo]:
         if kind == "chat" and p.config.models:
             return [ModelInfo(m, kind, p.name) for m in p.config.models]
+        static = profiles.STATIC_MODELS.get(kind)
+        if static is not None:
+            return [ModelInfo(m, kind, p.name) for m in static]
         key = (p.name, kind)
         cached = self._model_cache.get(key)
         if cached and not refresh and cached[0] > self._clock():
             return cached[1]
 
         async def call(p: _Provider, _: None, budget: float) -> list[ModelInfo]:
-            response = await self._send(p, capability, limit=p.config.max_json_bytes, budget=budget)
+            response = await self._transport.send(p, capability, limit=p.config.max_json_bytes, budget=budget)
             return parsing.parse_models(response.json(), kind, p.name)
 
         models = await self._failover(capability.value, [(p, None)], call)
@@ -357,7 +325,7 @@ class ProviderClient:
         plans = self._plan((capability,), None, lambda p: profiles.imagine_query(p.profile, request))
 
         async def call(p: _Provider, query: dict[str, str], budget: float) -> ImageBytes:
-            response = await self._send(
+            response = await self._transport.send(
                 p, capability, params=query, limit=p.config.max_image_bytes, budget=budget
             )
             _expect_image(response)
@@ -394,7 +362,7 @@ class ProviderClient:
 
         async def call(p: _Provider, body: dict[str, Any], budget: float) -> ImageSet:
             limit = p.config.max_json_bytes + p.config.max_image_bytes * n * 4 // 3
-            response = await self._send(p, capability, json=body, limit=limit, budget=budget)
+            response = await self._transport.send(p, capability, json=body, limit=limit, budget=budget)
             return parsing.parse_image_set(response.json(), p.name, model)
 
         return call
@@ -409,7 +377,11 @@ class ProviderClient:
             if C.VISION_CHAT in p.capabilities:
                 chat = profiles.vision_chat_request(request)
                 return C.VISION_CHAT, profiles.chat_body(
-                    p.profile, chat, stream=False, max_message_chars=p.config.max_message_chars
+                    p.profile,
+                    chat,
+                    stream=False,
+                    max_message_chars=p.config.max_message_chars,
+                    default_model=self.default_model(p.name, "vision"),
                 )
             return C.VISION_URL, profiles.vision_url_query(request)
 
@@ -420,14 +392,14 @@ class ProviderClient:
         ) -> VisionResult:
             capability, payload = prepared
             if capability is C.VISION_CHAT:
-                response = await self._send(
+                response = await self._transport.send(
                     p, capability, json=payload, limit=p.config.max_json_bytes, budget=budget
                 )
                 reply = parsing.parse_chat(response.json(), p.name)
                 if not reply.text.strip():
                     raise ShapeError("the description was empty")
                 return VisionResult(text=reply.text, provider=p.name, model=reply.model or request.model)
-            response = await self._send(
+            response = await self._transport.send(
                 p, capability, params=payload, limit=p.config.max_json_bytes, budget=budget
             )
             text = parsing.parse_vision_text(response.data, response.content_type)
@@ -443,7 +415,9 @@ class ProviderClient:
         plans = self._plan((C.SUNO,), None, lambda p: body)
 
         async def call(p: _Provider, body: dict[str, Any], budget: float) -> SunoJob:
-            response = await self._send(p, C.SUNO, json=body, limit=p.config.max_json_bytes, budget=budget)
+            response = await self._transport.send(
+                p, C.SUNO, json=body, limit=p.config.max_json_bytes, budget=budget
+            )
             return parsing.parse_suno_job(response.json(), p.name)
 
         return await self._failover("suno", plans, call, idempotent=False)
@@ -454,7 +428,7 @@ class ProviderClient:
         p = self._named(provider, C.SUNO_STATUS)
 
         async def call(p: _Provider, _: None, budget: float) -> SunoClip:
-            response = await self._send(
+            response = await self._transport.send(
                 p, C.SUNO_STATUS, path_args={"clip_id": clip_id}, limit=p.config.max_json_bytes, budget=budget
             )
             return parsing.parse_suno_clip(response.json(), clip_id, p.name)
@@ -467,7 +441,7 @@ class ProviderClient:
         plans = self._plan((C.SPEECH,), None, lambda p: query)
 
         async def call(p: _Provider, query: dict[str, str], budget: float) -> SpeechAudio:
-            response = await self._send(
+            response = await self._transport.send(
                 p, C.SPEECH, params=query, limit=p.config.max_audio_bytes, budget=budget
             )
             _expect_mp3(response)
@@ -479,7 +453,7 @@ class ProviderClient:
 
         return await self._failover("speech", plans, call)
 
-    async def ask(self, prompt: str) -> AsyncIterator[AskChunk | StreamEnd]:
+    async def ask(self, prompt: str) -> AsyncGenerator[AskChunk | StreamEnd, None]:
         """GlobalAsk: `{message, url}` pieces as they arrive, then one StreamEnd."""
         query = profiles.ask_query(prompt)
         plans = self._plan((C.ASK,), None, lambda p: query)
@@ -487,8 +461,9 @@ class ProviderClient:
             yield item
 
     async def _ask_once(self, p: _Provider, query: dict[str, str]) -> AsyncGenerator[AskChunk | _Done, None]:
-        async with self._open_stream(p, C.ASK, params=query) as (response, read):
-            if parsing.looks_like_html(b"", response.headers.get("Content-Type", "")):
+        async with self._transport.stream(p, C.ASK, params=query) as reader:
+            read = reader.read
+            if parsing.looks_like_html(b"", reader.content_type):
                 raise ShapeError("answered with an HTML page instead of JSON lines")
             # A malformed line is skipped and counted, not fatal: the lines around it are still good.
             decoder = JsonLinesDecoder(skip_malformed=True)
@@ -533,7 +508,7 @@ class ProviderClient:
         key = p.config.api_key.reveal()
 
         async def call(p: _Provider, _: None, budget: float) -> KeyUsage:
-            response = await self._send(
+            response = await self._transport.send(
                 p, C.CHECK, params={"key": key}, limit=p.config.max_json_bytes, budget=budget, with_key=False
             )
             return parsing.parse_key_usage(response.json(), p.name)
@@ -549,7 +524,7 @@ class ProviderClient:
             plans = self._plan((C.SEND_DATA,), None, lambda p: body)
 
         async def call(p: _Provider, body: dict[str, Any], budget: float) -> SendDataResult:
-            response = await self._send(
+            response = await self._transport.send(
                 p, C.SEND_DATA, json=body, limit=p.config.max_json_bytes, budget=budget
             )
             if not response.data.strip():
@@ -581,7 +556,7 @@ class ProviderClient:
             ) as response:
                 status = response.status
                 ctype = response.headers.get("Content-Type", "")
-                body = await _read_limited(response, p.config.max_json_bytes)
+                body = await read_limited(response, p.config.max_json_bytes)
         except Exception as exc:
             error = exc
         latency = round((self._clock() - started) * 1000, 1)
@@ -595,6 +570,7 @@ class ProviderClient:
             error=error,
             latency_ms=latency,
             redact=self._redactor,
+            default_model=self.default_model(p.name),
         )
 
     # --- routing --------------------------------------------------------------------------------------
@@ -642,22 +618,6 @@ class ProviderClient:
             raise first_error
         return plans
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
-        if retry_after is not None:
-            return retry_after if retry_after <= self.policy.retry_after_cap else None
-        delay = min(self.policy.backoff_max, self.policy.backoff_base * 2**attempt)
-        return delay * (0.5 + 0.5 * self._random())
-
-    def _record(self, attempts: list[AttemptRecord], p: _Provider, what: str, failure: _Failure) -> None:
-        reason = self._redactor(failure.reason)
-        attempts.append(AttemptRecord(p.name, failure.status, reason))
-        log.warning("provider %s (%s) failed %s: %s", p.name, p.profile.name, what, reason)
-        now = self._clock()
-        if failure.counts:
-            p.breaker.failure(now, self.policy)
-        if failure.retry_after is not None and failure.retry_after > self.policy.retry_after_cap:
-            p.breaker.cool_until(now + failure.retry_after)
-
     async def _failover(
         self,
         what: str,
@@ -666,45 +626,17 @@ class ProviderClient:
         *,
         idempotent: bool = True,
     ) -> T:
-        attempts: list[AttemptRecord] = []
-        deadline = self._clock() + self.policy.call_deadline
-        for p, prepared in plans:
-            if not p.breaker.available(self._clock()):
-                attempts.append(AttemptRecord(p.name, None, "skipped: cooling down after recent failures"))
-                continue
-            for attempt in range(p.config.retries + 1):
-                budget = deadline - self._clock()
-                if budget <= 0:
-                    attempts.append(AttemptRecord(p.name, None, "skipped: the call's deadline has passed"))
-                    raise ProviderUnavailable(what, attempts)
+        """A plain call: each attempt is one request; the first success is the answer."""
+        routes = [(self._routes[p.name], prepared) for p, prepared in plans]
+        async with contextlib.aclosing(self._engine.attempts(what, routes, idempotent=idempotent)) as tries:
+            async for attempt in tries:
                 try:
-                    result = await self._guard(call(p, prepared, budget))
-                except _Failure as failure:
-                    self._record(attempts, p, what, failure)
-                    if failure.unknown_outcome and not idempotent:
-                        raise OutcomeUnknown(what, attempts) from None
-                    if not failure.retryable or attempt == p.config.retries:
-                        break
-                    if not p.breaker.available(self._clock()):
-                        break
-                    delay = self._backoff(attempt, failure.retry_after)
-                    if delay is None or self._clock() + delay >= deadline:
-                        break
-                    await self._sleep(delay)
+                    result = await call(attempt.provider, attempt.prepared, attempt.budget)
+                except Exception as exc:
+                    attempt.failed(classify(exc))
                 else:
-                    p.breaker.success()
-                    return result
-        raise ProviderUnavailable(what, attempts)
-
-    @staticmethod
-    async def _guard(awaitable: Awaitable[T]) -> T:
-        """Turn transport and shape errors into classified failures."""
-        try:
-            return await awaitable
-        except _Failure:
-            raise
-        except Exception as exc:
-            raise _classify(exc) from None
+                    attempt.succeeded()
+        return result
 
     async def _stream_failover(
         self,
@@ -712,244 +644,47 @@ class ProviderClient:
         plans: Sequence[tuple[_Provider, P]],
         once: Callable[[_Provider, P], AsyncGenerator[Item | _Done, None]],
         text_of: Callable[[Item], str],
-    ) -> AsyncIterator[Item | StreamEnd]:
-        attempts: list[AttemptRecord] = []
-        deadline = self._clock() + self.policy.call_deadline
-        for p, prepared in plans:
-            if not p.breaker.available(self._clock()):
-                attempts.append(AttemptRecord(p.name, None, "skipped: cooling down after recent failures"))
-                continue
-            for attempt in range(p.config.retries + 1):
-                if self._clock() >= deadline:
-                    attempts.append(AttemptRecord(p.name, None, "skipped: the call's deadline has passed"))
-                    raise ProviderUnavailable(what, attempts)
+    ) -> AsyncGenerator[Item | StreamEnd, None]:
+        """A streamed call: fails over until the first chunk; a later break ends it incomplete."""
+        routes = [(self._routes[p.name], prepared) for p, prepared in plans]
+        end: StreamEnd | None = None
+        async with contextlib.aclosing(self._engine.attempts(what, routes)) as tries:
+            async for attempt in tries:
+                p = attempt.provider
                 parts: list[str] = []
-                started = False
                 try:
-                    async with contextlib.aclosing(once(p, prepared)) as items:
+                    async with contextlib.aclosing(once(p, attempt.prepared)) as items:
                         async for item in items:
                             if isinstance(item, _Done):
-                                p.breaker.success()
-                                yield StreamEnd(
+                                attempt.succeeded()
+                                end = StreamEnd(
                                     complete=True,
                                     provider=p.name,
                                     text="".join(parts),
                                     finish_reason=item.finish_reason,
                                 )
-                                return
-                            started = True
+                                break
                             parts.append(text_of(item))
                             yield item
-                    raise _Failure(None, "the stream ended without an end marker", retryable=True)
+                        else:
+                            raise Failure(None, "the stream ended without an end marker", retryable=True)
                 except Exception as exc:
-                    failure = exc if isinstance(exc, _Failure) else _classify(exc)
-                    if started:
-                        reason = self._redactor(f"broke after the first chunk: {failure.reason}")
-                        self._record(attempts, p, what, _Failure(failure.status, reason, retryable=False))
-                        yield StreamEnd(complete=False, provider=p.name, text="".join(parts), reason=reason)
-                        return
-                    self._record(attempts, p, what, failure)
-                    if (
-                        not failure.retryable
-                        or attempt == p.config.retries
-                        or not p.breaker.available(self._clock())
-                    ):
-                        break
-                    delay = self._backoff(attempt, failure.retry_after)
-                    if delay is None or self._clock() + delay >= deadline:
-                        break
-                    await self._sleep(delay)
-        raise ProviderUnavailable(what, attempts)
-
-    # --- transport --------------------------------------------------------------------------------------
-
-    async def _send(
-        self,
-        p: _Provider,
-        capability: Capability,
-        *,
-        limit: int,
-        budget: float,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-        path_args: Mapping[str, str] | None = None,
-        with_key: bool = True,
-    ) -> _Body:
-        endpoint = p.profile.endpoint(capability)
-        url = p.url(endpoint, **(path_args or {}))
-        timeout = aiohttp.ClientTimeout(
-            total=max(0.001, min(p.config.timeout, budget)), sock_connect=p.config.connect_timeout
-        )
-        shown = url + "?" + urlencode(params) if params else url
-        log.debug("provider %s: %s %s", p.name, endpoint.method, safe_url(shown))
-        async with (
-            p.semaphore,
-            self._session.request(
-                endpoint.method,
-                url,
-                params=params,
-                json=json,
-                headers=p.headers(with_key=with_key),
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response,
-        ):
-            data = await _read_limited(response, limit)
-            if not 200 <= response.status < 300:
-                raise _status_failure(response.status, response.headers, data)
-            return _Body(response.status, response.headers.get("Content-Type", ""), data)
-
-    @contextlib.asynccontextmanager
-    async def _open_stream(
-        self,
-        p: _Provider,
-        capability: Capability,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Callable[[], Awaitable[bytes]]]]:
-        """Open a streamed response; `read()` returns the next bytes (b"" at the end) under the
-        first-byte, idle and total deadlines and the stream size cap."""
-        endpoint = p.profile.endpoint(capability)
-        url = p.url(endpoint)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        first_deadline = started + p.config.first_byte_timeout
-        total_deadline = started + p.config.stream_timeout
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=p.config.connect_timeout)
-        state = {"received": 0, "first": True}
-        async with p.semaphore:
-            try:
-                async with asyncio.timeout(p.config.first_byte_timeout):
-                    response = await self._session.request(
-                        endpoint.method,
-                        url,
-                        params=params,
-                        json=json,
-                        headers=p.headers(),
-                        timeout=timeout,
-                        allow_redirects=False,
-                    )
-            except TimeoutError:
-                raise _Failure(
-                    None,
-                    f"no first byte within {p.config.first_byte_timeout:g} s",
-                    retryable=True,
-                    unknown_outcome=True,
-                ) from None
-            try:
-                if not 200 <= response.status < 300:
-                    raise _status_failure(
-                        response.status, response.headers, await _read_limited(response, 65536)
-                    )
-
-                async def read() -> bytes:
-                    now = loop.time()
-                    if state["first"]:
-                        until, what = first_deadline, f"no data within {p.config.first_byte_timeout:g} s"
-                    else:
-                        until, what = now + p.config.idle_timeout, f"stalled for {p.config.idle_timeout:g} s"
-                    if total_deadline < until:
-                        until, what = (
-                            total_deadline,
-                            f"ran past the {p.config.stream_timeout:g} s stream limit",
-                        )
-                    try:
-                        async with asyncio.timeout(max(0.0, until - now)):
-                            data = await response.content.readany()
-                    except TimeoutError:
-                        raise _Failure(None, f"the stream {what}", retryable=True) from None
-                    state["received"] += len(data)
-                    if data:
-                        state["first"] = False
-                    if state["received"] > p.config.max_json_bytes:
-                        raise _Failure(None, "the stream exceeded the size limit", retryable=False)
-                    return data
-
-                yield response, read
-            finally:
-                response.close()
+                    failure = classify(exc)
+                    if not parts:
+                        attempt.failed(failure)
+                        continue
+                    reason = self._redactor(f"broke after the first chunk: {failure.reason}")
+                    attempt.failed(Failure(failure.status, reason, retryable=False), final=True)
+                    end = StreamEnd(complete=False, provider=p.name, text="".join(parts), reason=reason)
+        # The attempt loop has recorded the outcome (breaker included) before the end is handed out.
+        assert end is not None
+        yield end
 
 
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, refused as soon as it is known to exceed `limit` bytes."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        raise _Failure(
-            response.status,
-            f"the response was {declared} bytes, over the {limit}-byte limit",
-            retryable=False,
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise _Failure(response.status, f"the response exceeded the {limit}-byte limit", retryable=False)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _status_failure(status: int, headers: Mapping[str, str], body: bytes) -> _Failure:
-    detail = parsing.short(body.decode("utf-8", errors="replace")) if body else "no details"
-    if status == 429:
-        retry_after = _retry_after(headers)
-        wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
-        return _Failure(status, f"rate limited{wait}", retryable=True, retry_after=retry_after)
-    if status == 408 or status >= 500:
-        return _Failure(status, f"server error: {detail}", retryable=True)
-    if status in (401, 403):
-        return _Failure(status, f"the API key was refused: {detail}", retryable=False)
-    if status == 404:
-        return _Failure(status, f"not found: {detail}", retryable=False, counts=False)
-    if 300 <= status < 400:
-        return _Failure(status, "redirected (check base_url)", retryable=False)
-    return _Failure(status, f"request refused: {detail}", retryable=False, counts=False)
-
-
-def _classify(exc: BaseException) -> _Failure:
-    if isinstance(exc, _Failure):
-        return exc
-    if isinstance(exc, ShapeError | StreamProtocolError):
-        return _Failure(None, str(exc), retryable=True)
-    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
-        # The request never left: safe to retry even for job-creating calls.
-        return _Failure(None, f"could not connect ({type(exc).__name__})", retryable=True)
-    if isinstance(exc, TimeoutError):
-        return _Failure(None, "timed out waiting for the answer", retryable=True, unknown_outcome=True)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return _Failure(None, "the response was cut off", retryable=True, unknown_outcome=True)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return _Failure(
-            None, f"the connection dropped ({type(exc).__name__})", retryable=True, unknown_outcome=True
-        )
-    if isinstance(exc, aiohttp.ClientError):
-        return _Failure(
-            None, f"HTTP client error ({type(exc).__name__})", retryable=True, unknown_outcome=True
-        )
-    log.exception("unexpected error talking to a provider")
-    return _Failure(None, f"unexpected error ({type(exc).__name__})", retryable=False)
-
-
-def _expect_image(response: _Body) -> None:
+def _expect_image(response: Body) -> None:
     data = response.data
     if parsing.looks_like_html(data, response.content_type):
         raise ShapeError("answered with an HTML page instead of an image")
@@ -959,7 +694,7 @@ def _expect_image(response: _Body) -> None:
         raise ShapeError("answered with something that is not an image")
 
 
-def _expect_mp3(response: _Body) -> None:
+def _expect_mp3(response: Body) -> None:
     data = response.data
     if parsing.looks_like_html(data, response.content_type):
         raise ShapeError("answered with an HTML page instead of audio")

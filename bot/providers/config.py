@@ -53,6 +53,10 @@ class ProviderConfig:
     api_key_env: str | None = None
     priority: int = 100
     models: tuple[str, ...] = ()
+    default_model: str | None = None
+    """The chat model sent when a request names none; without it, the first of `models`."""
+    closed_source: tuple[str, ...] = ()
+    """Extra glob patterns of closed-source model ids (added to the built-in ones)."""
     path_prefix: str | None = None
     """Overrides the profile's prefix (`/api/v1`, `/v1`, ``); `""` talks to the bare paths."""
     max_message_chars: int | None = None
@@ -78,7 +82,18 @@ _INT_FIELDS = {
     "max_audio_bytes": (1024, 512 * MiB),
     "max_json_bytes": (1024, 512 * MiB),
 }
-_KNOWN = {"name", "profile", "base_url", "api_key_env", "models", "path_prefix", *_FLOAT_FIELDS, *_INT_FIELDS}
+_KNOWN = {
+    "name",
+    "profile",
+    "base_url",
+    "api_key_env",
+    "models",
+    "default_model",
+    "closed_source",
+    "path_prefix",
+    *_FLOAT_FIELDS,
+    *_INT_FIELDS,
+}
 
 
 def load_providers(path: Path, environ: Mapping[str, str]) -> list[ProviderConfig]:
@@ -118,6 +133,13 @@ def parse_providers(
             )
         seen.add(config.name)
         configs.append(config)
+    for config in configs:
+        if config.profile == "openai" and config.default_model is None and not config.models:
+            raise ConfigError(
+                f"Provider {config.name!r}: `default_model` is required for an openai provider without "
+                "`models` (OpenAI-compatible servers refuse a chat without a model), "
+                'e.g. default_model = "gpt-4o-mini".'
+            )
     return configs
 
 
@@ -168,6 +190,16 @@ def _parse_one(table: Mapping[str, Any], environ: Mapping[str, str], index: int)
         raise fail("models", "must be a list of model names")
     kwargs["models"] = tuple(m.strip() for m in models)
 
+    default_model = table.get("default_model")
+    if default_model is not None:
+        if not isinstance(default_model, str) or not default_model.strip() or len(default_model) > 200:
+            raise fail("default_model", 'must be a model name, e.g. default_model = "gpt-4o-mini"')
+        kwargs["default_model"] = default_model.strip()
+    closed = table.get("closed_source", [])
+    if not isinstance(closed, list) or not all(isinstance(c, str) and c.strip() for c in closed):
+        raise fail("closed_source", 'must be a list of glob patterns, e.g. ["azure-*", "*claude*"]')
+    kwargs["closed_source"] = tuple(c.strip() for c in closed)
+
     prefix = table.get("path_prefix")
     if prefix is not None:
         if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")) or "?" in prefix:
@@ -187,7 +219,6 @@ def _parse_one(table: Mapping[str, Any], environ: Mapping[str, str], index: int)
                 raise fail(key, f"must be a whole number from {low} to {high} (got {value!r})")
             kwargs[key] = value
     kwargs.setdefault("priority", (index + 1) * 10)
-
     return ProviderConfig(
         name=name,
         profile=cast(ProfileName, profile),

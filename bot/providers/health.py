@@ -24,6 +24,7 @@ def assess(
     error: BaseException | None,
     latency_ms: float,
     redact: Callable[[str], str],
+    default_model: str | None = None,
 ) -> ProviderHealth:
     def result(
         reachable: bool, problem: str | None = None, fix: str | None = None, models: tuple[str, ...] = ()
@@ -38,6 +39,7 @@ def assess(
             problem=redact(problem) if problem else None,
             fix=redact(fix) if fix else None,
             models=models,
+            default_model=default_model or (models[0] if models else None),
         )
 
     key_hint = (

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.providers.errors import AttemptRecord
+from bot.providers.redact import REDACTOR
 from bot.providers.types import (
     CalledFunction,
     ChatChoice,
@@ -54,8 +55,8 @@ def short(value: Any, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     if looks_like_html(text):
         return "an HTML error page"
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    # Redacted before it is cut, so a key straddling the cut never survives in part.
+    return REDACTOR.shorten(" ".join(text.split()), limit)
 
 
 def _obj(data: Any, what: str) -> Mapping[str, Any]:

@@ -154,6 +154,23 @@ MODEL_LIST_CAPABILITY: dict[str, Capability] = {
     "vision": C.VISION_MODELS,
     "flux": C.FLUX_MODELS,
     "imagine": C.IMAGINE_MODELS,
+    "voice": C.SPEECH,
+    "song": C.SUNO,
+}
+"""Per model kind, the capability that lists (or, for voices and songs, uses) its models."""
+
+# The model each gateway's document names as its default, per kind (used when a request and the
+# provider's config name none).
+DOCUMENTED_DEFAULTS: dict[str, dict[str, str]] = {
+    "digicord": {
+        "chat": "google/gemini-flash-1.5",
+        "vision": "google/gemini-flash-1.5",
+        "flux": "black-forest-labs/FLUX.1-schnell-Free",
+    },
+    "airforce": {"vision": "gemini-pro-vision", "song": "chirp-v3-5"},
+    "anyai": {"vision": "gemini-pro-vision", "imagine": "sdxl"},
+    "purlabs": {},
+    "openai": {},
 }
 
 # --- documented values ----------------------------------------------------------------------------
@@ -175,6 +192,8 @@ ANYAI_IMAGINE_MODELS = ("sdxl", "pluto", "dall-e-2", "dall-e-3")
 VISION_URL_MODELS = ("gpt-4o", "gpt-4o-mini", "gemini-pro-vision")
 SUNO_MODELS = ("chirp-v2-xxl-alpha", "chirp-v3-5", "chirp-v3-0")
 VOICES = ("alex", "sophia")
+STATIC_MODELS: dict[str, tuple[str, ...]] = {"voice": VOICES, "song": SUNO_MODELS}
+"""Kinds the gateways document as fixed lists rather than serve from an endpoint."""
 DALLE_SIZES = {
     "dall-e-2": ("256x256", "512x512", "1024x1024"),
     "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
@@ -304,7 +323,12 @@ def _check_message(i: int, message: ChatMessage) -> None:
 
 
 def chat_body(
-    profile: Profile, request: ChatRequest, *, stream: bool, max_message_chars: int | None
+    profile: Profile,
+    request: ChatRequest,
+    *,
+    stream: bool,
+    max_message_chars: int | None,
+    default_model: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body in `profile`'s dialect; raises ParameterError when it cannot say the request."""
     messages = []
@@ -322,8 +346,9 @@ def chat_body(
             )
         messages.append(_message_json(profile, message))
     body: dict[str, Any] = {"messages": messages, "stream": stream}
-    if request.model is not None:
-        body["model"] = request.model
+    model = request.model if request.model is not None else default_model
+    if model is not None:
+        body["model"] = model
     for name in (
         "temperature",
         "top_p",

@@ -33,7 +33,8 @@ class Capability(StrEnum):
     SEND_DATA = "send_data"
 
 
-ModelKind = Literal["chat", "vision", "flux", "imagine"]
+ModelKind = Literal["chat", "imagine", "flux", "vision", "voice", "song"]
+"""Every kind of model the bot offers: chat, image (imagine), FLUX, vision, speech voices, song models."""
 Role = Literal["system", "user", "assistant", "function"]
 
 
@@ -387,3 +388,5 @@ class ProviderHealth:
     problem: str | None = None
     fix: str | None = None
     models: tuple[str, ...] = field(default=())
+    default_model: str | None = None
+    """The chat model sent when a request names none (None: not known yet)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -31,6 +32,14 @@ SPEAKER_NOTE = (
 )
 MAX_NAME_CHARS = 64
 PAGE = 200
+# Control characters a stored text may not hold (PostgreSQL `text` rejects NUL); newline and tab stay.
+_CONTROL = dict.fromkeys(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
+_CONTROL.update(dict.fromkeys(range(0x7F, 0xA0)))
+
+
+def clean_stored_text(text: str) -> str:
+    """Text made safe to store: NUL and other control characters removed (newline and tab kept)."""
+    return text.translate(_CONTROL)
 
 
 def estimate_tokens(text: str) -> int:
@@ -166,8 +175,15 @@ class ConversationStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self._begun: list[tuple[int, int | None, list[Turn], asyncio.Future[list[int]]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._conversations: dict[int, int] = {}
+        """channel id -> conversation id (a conversation row is never deleted, so this never goes stale)."""
 
     async def _conversation_id(self, session: AsyncSession, channel_id: int, guild_id: int | None) -> int:
+        known = self._conversations.get(channel_id)
+        if known is not None:
+            return known
         insert = upsert_insert(session)
         await session.execute(
             insert(Conversation)
@@ -176,19 +192,31 @@ class ConversationStore:
         )
         found = await session.scalar(select(Conversation.id).where(Conversation.channel_id == channel_id))
         assert found is not None
+        if len(self._conversations) > 100_000:
+            self._conversations.clear()
+        self._conversations[channel_id] = found
         return found
 
     async def append(self, channel_id: int, guild_id: int | None, turns: Sequence[Turn]) -> list[int]:
         """Store `turns` (a prompt and its reply) together, in order; returns their ids."""
         async with self.sessions() as session, session.begin():
+            [ids] = await self._insert(session, [(channel_id, guild_id, turns)])
+            return ids
+
+    async def _insert(
+        self, session: AsyncSession, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
+    ) -> list[list[int]]:
+        """Insert each group's turns, groups and turns in the order given (ids ascend in that order)."""
+        batches = []
+        for channel_id, guild_id, turns in groups:
             conversation_id = await self._conversation_id(session, channel_id, guild_id)
             rows = [
                 ConversationMessage(
                     conversation_id=conversation_id,
                     role=turn.role,
                     author_id=turn.author_id,
-                    author_name=(turn.author_name or "")[:100] or None,
-                    content=turn.content,
+                    author_name=clean_stored_text(turn.author_name or "")[:100] or None,
+                    content=clean_stored_text(turn.content),
                     model=turn.model,
                     token_estimate=turn.token_estimate or estimate_tokens(turn.model_text()),
                     incomplete=turn.incomplete,
@@ -197,8 +225,46 @@ class ConversationStore:
                 for turn in turns
             ]
             session.add_all(rows)
-            await session.flush()
-            return [row.id for row in rows]
+            batches.append(rows)
+        await session.flush()
+        return [[row.id for row in rows] for rows in batches]
+
+    def begin_turn(
+        self, channel_id: int, guild_id: int | None, prompt: Turn, *, model: str | None = None
+    ) -> asyncio.Future[list[int]]:
+        """Store a question as it arrives, with an empty answer marked incomplete until it is finished
+        (`replace_reply`); resolves to (question id, answer id). An empty incomplete answer is never
+        context. Synchronous enqueue: questions begun in one tick are written in one transaction, in the
+        order begun, so the order of calls is the order of ids."""
+        answer = Turn(role="assistant", content="", model=model, incomplete=True)
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._begun.append((channel_id, guild_id, [prompt, answer], future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_begun())
+        return future
+
+    async def _write_begun(self) -> None:
+        await asyncio.sleep(0)  # questions begun in the same tick join this transaction
+        while self._begun:
+            batch, self._begun = self._begun, []
+            try:
+                async with self.sessions() as session, session.begin():
+                    ids = await self._insert(session, [(c, g, turns) for c, g, turns, _ in batch])
+            except BaseException as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (*_, future), turn_ids in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(turn_ids)
+
+    async def drop_turn(self, ids: Sequence[int]) -> None:
+        """Forget a stored question and its unfinished answer (the turn failed before any answer)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(delete(ConversationMessage).where(ConversationMessage.id.in_(list(ids))))
 
     async def replace_reply(
         self,
@@ -215,7 +281,7 @@ class ConversationStore:
                 update(ConversationMessage)
                 .where(ConversationMessage.id == message_id, ConversationMessage.role == "assistant")
                 .values(
-                    content=content,
+                    content=clean_stored_text(content),
                     model=model,
                     incomplete=incomplete,
                     token_estimate=estimate_tokens(content),
@@ -260,12 +326,22 @@ class ConversationStore:
             )
 
     async def recent(
-        self, channel_id: int, room: int, unit: BudgetUnit, *, before_id: int | None = None
+        self,
+        channel_id: int,
+        room: int,
+        unit: BudgetUnit,
+        *,
+        before_id: int | None = None,
+        exclude: Collection[int] = (),
     ) -> list[Turn]:
-        """The most recent whole turns that fit `room` (oldest first), read newest-first in pages."""
+        """The most recent finished turns that fit `room` (oldest first), read newest-first in pages.
+
+        Left out: rows in `exclude` (turns still being answered) and questions whose answer is empty and
+        unfinished (a turn cut before any text, e.g. by a crash), with that answer."""
         newest_first: list[Turn] = []
         used = 0
         cursor = before_id
+        skip_question = False
         async with self.sessions() as session:
             while True:
                 query = (
@@ -279,6 +355,13 @@ class ConversationStore:
                     query = query.where(ConversationMessage.id < cursor)
                 rows = (await session.scalars(query)).all()
                 for row in rows:
+                    unanswered = row.role == "assistant" and (
+                        row.id in exclude or (row.incomplete and not row.content)
+                    )
+                    if unanswered or row.id in exclude or (skip_question and row.role == "user"):
+                        skip_question = unanswered
+                        continue
+                    skip_question = False
                     turn = Turn.from_row(row)
                     used += turn.cost(unit)
                     newest_first.append(turn)
@@ -287,6 +370,37 @@ class ConversationStore:
                 if len(rows) < PAGE:
                     return fit_history(newest_first, room, unit)
                 cursor = rows[-1].id
+
+    async def count(self, channel_id: int) -> int:
+        """How many messages the channel's conversation holds (one query)."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(func.count(ConversationMessage.id))
+                .join(Conversation)
+                .where(Conversation.channel_id == channel_id)
+            )
+            return int(found or 0)
+
+    async def pages(self, channel_id: int, size: int = PAGE) -> AsyncIterator[list[Turn]]:
+        """The whole conversation oldest first, `size` messages at a time, each page its own short session."""
+        cursor = 0
+        while True:
+            async with self.sessions() as session:
+                rows = (
+                    await session.scalars(
+                        select(ConversationMessage)
+                        .join(Conversation)
+                        .where(Conversation.channel_id == channel_id, ConversationMessage.id > cursor)
+                        .order_by(ConversationMessage.id)
+                        .limit(size)
+                    )
+                ).all()
+            if not rows:
+                return
+            yield [Turn.from_row(row) for row in rows]
+            if len(rows) < size:
+                return
+            cursor = rows[-1].id
 
     async def all_turns(self, channel_id: int) -> list[Turn]:
         async with self.sessions() as session:
@@ -314,8 +428,15 @@ class ConversationStore:
 
 def render_transcript(turns: Sequence[Turn], *, title: str) -> str:
     """A readable export of a conversation (the /history file)."""
-    lines = [f"# {title}", ""]
+    return f"# {title}\n\n" + render_turns(turns)
+
+
+def render_turns(turns: Sequence[Turn]) -> str:
+    """Transcript sections for `turns` (a page of an export); an answer still being written is skipped."""
+    lines: list[str] = []
     for turn in turns:
+        if turn.role == "assistant" and turn.incomplete and not turn.content:
+            continue
         when = turn.created_at.strftime("%Y-%m-%d %H:%M UTC") if turn.created_at else ""
         if turn.role == "user":
             who = f"{clean_display_name(turn.author_name)} ({turn.author_id})"

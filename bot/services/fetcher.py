@@ -16,6 +16,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from bot.errors import ConcordError
+from bot.providers.transport import USER_AGENT
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,6 @@ Expect = Literal["image", "audio", "text", "any"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DEFAULT_USER_AGENT = "Concord/0.1 (Discord bot)"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Enough leading bytes to tell every recognised format apart.
 SNIFF_BYTES = 16
@@ -363,7 +363,7 @@ class GuardedFetcher:
         connect_timeout: float = 5.0,
         total_timeout: float = 30.0,
         max_redirects: int = 3,
-        user_agent: str = DEFAULT_USER_AGENT,
+        user_agent: str = USER_AGENT,
         resolver: AbstractResolver | None = None,
     ) -> None:
         """`resolver` does the lookups (the threaded system resolver when None); the guard filters them."""

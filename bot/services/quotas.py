@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
+from bot.providers.models import is_closed_source
 from bot.store.engine import upsert_insert
 from bot.store.models import GuildSettings, QuotaUsage
 
@@ -109,27 +110,10 @@ PREMIUM_PLAN = Plan(
 PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN}
 UNLIMITED_PLAN = Plan(name="unlimited (bypass role)", limits={}, max_input_chars=None)
 
-# Model-id prefixes of closed-source models, which the seed counts separately from open ones.
-CLOSED_SOURCE_PREFIXES = (
-    "gpt-",
-    "o1",
-    "o3",
-    "o4",
-    "chatgpt",
-    "claude",
-    "gemini",
-    "command-r",
-    "grok",
-    "dall-e",
-    "reka",
-    "palm",
-)
-
 
 def chat_feature_for(model: str) -> Feature:
     """LLM or CLOSED_LLM for a chat model id (closed-source models have the seed's stricter plan)."""
-    name = model.lower().rsplit("/", 1)[-1]
-    return Feature.CLOSED_LLM if name.startswith(CLOSED_SOURCE_PREFIXES) else Feature.LLM
+    return Feature.CLOSED_LLM if is_closed_source(model) else Feature.LLM
 
 
 def discord_relative(timestamp: float) -> str:

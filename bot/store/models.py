@@ -209,3 +209,44 @@ class SendDataAudit(Base):
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     remote: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImageResult(Base):
+    """The settings behind one image result (or a prompt waiting to be drawn), so its buttons keep working
+    after a restart: a button's custom_id names the row, which holds what 100 characters cannot."""
+
+    __tablename__ = "image_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    settings: Mapped[str] = mapped_column(Text)  # ImageSettings as JSON
+    provider: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TtsUserSettings(Base):
+    """A user's own /tts defaults (the voice set with /tts voice), the same in every server."""
+
+    __tablename__ = "tts_user_settings"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    voice: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class TtsReading(Base):
+    """A server's reading mode: the channel whose messages are spoken while the bot is in voice."""
+
+    __tablename__ = "tts_reading"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    announce_speaker: Mapped[bool] = mapped_column(Boolean, default=True)
+    skip_bots: Mapped[bool] = mapped_column(Boolean, default=True)
+    voice_members_only: Mapped[bool] = mapped_column(Boolean, default=True)
+    required_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    max_chars: Mapped[int] = mapped_column(Integer, default=200)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -1,7 +1,7 @@
 """Song jobs: a group per request and the delivered message of each job.
 
 Revision ID: 0005_song_jobs
-Revises: 0002
+Revises: 0006_tts
 Create Date: 2026-12-01 00:40:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_song_jobs"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006_tts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

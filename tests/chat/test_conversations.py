@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.errors import InvalidInput
 from bot.services.conversations import (
     DEFAULT_PERSONA,
     ConversationStore,
@@ -190,3 +192,54 @@ def test_transcript_marks_cut_off_replies() -> None:
     text = render_transcript(turns, title="general")
     assert "## bob SYSTEM (5)" in text
     assert "[cut off]" in text
+
+
+async def test_control_characters_are_removed_from_stored_text(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    store = ConversationStore(db_sessions)
+    [prompt_id, reply_id] = await store.begin_turn(
+        CHANNEL, GUILD, Turn(role="user", content="a\x00b\x07c\td\ne\x1b[31m", author_name="n\x00ame")
+    )
+    await store.replace_reply(
+        reply_id, content="ok\x00\x85 fine\n", model="m", incomplete=False, message_ids=[]
+    )
+    turns = await store.all_turns(CHANNEL)
+    assert [t.content for t in turns] == ["abc\td\ne[31m", "ok fine\n"]
+    assert turns[0].author_name == "name" and turns[0].id == prompt_id
+
+
+async def test_unfinished_answers_are_not_context_and_history_counts_in_one_query(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    store = ConversationStore(db_sessions)
+    await store.append(CHANNEL, GUILD, exchange(1))
+    in_flight = await store.begin_turn(CHANNEL, GUILD, exchange(2)[0])
+    crashed = await store.begin_turn(CHANNEL, GUILD, exchange(3)[0])
+    await store.append(CHANNEL, GUILD, exchange(4))
+    recent = await store.recent(CHANNEL, 10_000, "chars", exclude=set(in_flight))
+    assert [t.content.split()[1] for t in recent] == ["1", "1", "4", "4"]
+    assert await store.count(CHANNEL) == 8
+    assert crashed[0] not in {t.id for t in recent}
+    pages = [page async for page in store.pages(CHANNEL, size=3)]
+    assert [len(page) for page in pages] == [3, 3, 2]
+    await store.drop_turn(in_flight)
+    assert await store.count(CHANNEL) == 6
+
+
+async def test_a_long_export_is_split_under_the_upload_limit_or_refused(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from cogs.chat.history import MAX_FILES, export_files
+
+    store = ConversationStore(db_sessions)
+    for i in range(20):
+        await store.append(CHANNEL, GUILD, exchange(i, size=400))
+    [whole] = await export_files(store, CHANNEL, title="t", limit=1 << 20)
+    files = await export_files(store, CHANNEL, title="t", limit=4096)
+    assert 1 < len(files) <= MAX_FILES
+    data = [f.fp.read() for f in files]
+    assert all(len(part) <= 4096 for part in data)
+    assert b"".join(data) == whole.fp.read()
+    with pytest.raises(InvalidInput, match="too long to export"):
+        await export_files(store, CHANNEL, title="t", limit=1024)

@@ -8,40 +8,38 @@ import pytest
 
 from bot.providers.types import ModelInfo, ModelKind
 from bot.services.model_catalog import ModelCatalog, fuzzy_matches
-from bot.services.turn_gate import ChatBusy, TurnGate
+from bot.services.turn_gate import ChannelQueueFull, ChatBusy, TurnGate
 
 
-async def test_turns_in_one_channel_run_in_arrival_order_one_at_a_time() -> None:
+async def test_a_turn_waits_only_for_the_earlier_turn_it_builds_on() -> None:
     gate = TurnGate(max_concurrency=10, busy_wait=1)
-    log: list[str] = []
+    first = gate.enter(1, author_id=7, question_ids=[100])
+    other = gate.enter(1, author_id=8)
+    same_author = gate.enter(1, author_id=7)
+    reply_to_first = gate.enter(1, author_id=9, reply_to=100)
+    elsewhere = gate.enter(2, author_id=7)
+    assert other.depends_on is None and elsewhere.depends_on is None
+    assert same_author.depends_on is first and reply_to_first.depends_on is first
+    # Place in line: each first message waits for the previous turn's in the same channel.
+    assert other.previous is first and same_author.previous is other and elsewhere.previous is None
+    assert gate.queued(1) == 4
+    waiting = asyncio.ensure_future(same_author.wait_for_dependency())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    gate.leave(first)
+    await asyncio.wait_for(waiting, 1)
+    for ticket in (other, same_author, reply_to_first, elsewhere):
+        gate.leave(ticket)
+    assert gate.queued(1) == 0 and gate.queued(2) == 0
 
-    async def turn(name: str) -> None:
-        async with gate.turn(1):
-            log.append(f"start {name}")
-            await asyncio.sleep(0.005)
-            log.append(f"end {name}")
 
-    await asyncio.gather(*(turn(n) for n in "abc"))
-    assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
-    assert gate.queued(1) == 0
-
-
-async def test_different_channels_overlap() -> None:
-    gate = TurnGate(max_concurrency=10, busy_wait=1)
-    inside = asyncio.Event()
-    release = asyncio.Event()
-
-    async def first() -> None:
-        async with gate.turn(1):
-            inside.set()
-            await release.wait()
-
-    task = asyncio.create_task(first())
-    await inside.wait()
-    async with gate.turn(2):
-        assert gate.active == 2
-    release.set()
-    await task
+def test_a_full_channel_refuses_more_questions() -> None:
+    gate = TurnGate(max_concurrency=10, busy_wait=1, queue_limit=2)
+    gate.enter(1, author_id=1)
+    gate.enter(1, author_id=2)
+    with pytest.raises(ChannelQueueFull, match="too many questions waiting here"):
+        gate.enter(1, author_id=3)
+    gate.enter(2, author_id=3)  # other channels have their own line
 
 
 async def test_beyond_the_cap_the_user_is_told_the_bot_is_busy() -> None:
@@ -50,18 +48,18 @@ async def test_beyond_the_cap_the_user_is_told_the_bot_is_busy() -> None:
     release = asyncio.Event()
 
     async def hold() -> None:
-        async with gate.turn(1):
+        async with gate.slot():
             inside.set()
             await release.wait()
 
     task = asyncio.create_task(hold())
     await inside.wait()
     with pytest.raises(ChatBusy, match="busy"):
-        async with gate.turn(2):
+        async with gate.slot():
             pass
     release.set()
     await task
-    async with gate.turn(2):  # the slot is free again
+    async with gate.slot():  # the slot is free again
         assert gate.active == 1
 
 

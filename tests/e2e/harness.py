@@ -57,6 +57,9 @@ def emulator_settings(emu: DiscordEmulator, database_url: str, **overrides: Any)
         "discord_gateway_url": emu.gateway_url,
         "guild_ready_timeout": 0.1,
         "log_level": "INFO",
+        # The emulators serve attachments and provider media on loopback, which the fetcher refuses
+        # unless it is allowlisted (the setting is empty outside tests).
+        "fetch_allowlist": ["127.0.0.1"],
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -110,6 +113,7 @@ def write_providers_file(
     tables = [
         f'[[provider]]\nname = "{name or f"{gateway.profile}-{index}"}"\nprofile = "{gateway.profile}"\n'
         f'base_url = "{gateway.base_url}"\n{settings}'
+        + ('default_model = "gpt-4o-mini"\n' if gateway.profile == "openai" else "")
         for index, gateway in enumerate(gateways, start=1)
     ]
     path.write_text("\n".join(tables))

@@ -19,6 +19,7 @@ from bot.app import Concord
 from bot.discordkit.live_reply import INCOMPLETE_NOTE, INTERRUPTED_NOTE, STOPPED_NOTE, WRITING_MARKER
 from bot.discordkit.splitting import fence_after
 from bot.discordkit.write_budget import Priority
+from bot.services.fetcher import GuardedFetcher
 from bot.store.models import ConversationMessage, GuildSettings, QuotaUsage
 from tests.e2e.harness import (
     REGENERATE_BUTTON,
@@ -595,24 +596,29 @@ async def test_stop_on_a_reply_cut_off_by_a_restart_says_it_is_finished(
 # --- concurrency and limits ---------------------------------------------------------------------------
 
 
-async def test_two_channels_run_in_parallel_while_one_channel_stays_ordered(
+async def test_turns_run_at_once_unless_one_builds_on_another_and_post_in_question_order(
     discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
 ) -> None:
     gateway.hold = asyncio.Event()
     gateway.stream_chunks = ["one ", "two"]
     me = discord_emu.bot_user.id
     await discord_emu.send_message(world.member, world.general, f"<@{me}> first")
-    await discord_emu.send_message(world.admin, world.general, f"<@{me}> second")
+    await discord_emu.send_message(world.member, world.general, f"<@{me}> second")  # same author: waits
+    await discord_emu.send_message(world.admin, world.general, f"<@{me}> third")
     await discord_emu.send_message(world.member, world.thread, f"<@{me}> elsewhere")
-    # The held streams: one per channel; general's second turn waits for its first.
-    await until(lambda: len(gateway.requests_for("chat")) == 2)
+    # Held streams: every turn but the one that builds on an unfinished turn asks the model at once.
+    await until(lambda: len(gateway.requests_for("chat")) == 3)
     await asyncio.sleep(0.05)
-    assert len(gateway.requests_for("chat")) == 2
+    asked = sorted(r.json["messages"][-1]["content"].split("\n")[-1] for r in gateway.requests_for("chat"))
+    assert asked == ["elsewhere", "first", "third"]
     gateway.hold.set()
-    await until(lambda: len([m for m in bot_messages(discord_emu, world.general) if is_final(m)]) == 2, 8)
+    await until(lambda: len([m for m in bot_messages(discord_emu, world.general) if is_final(m)]) == 3, 8)
     requests = [r.json["messages"][-1]["content"] for r in gateway.requests_for("chat")]
-    assert requests[2].endswith("second")
-    assert len(sent_messages(gateway, 2)) == 4  # the second turn saw the first one's exchange
+    assert requests[3].endswith("second")
+    assert len(sent_messages(gateway, 3)) == 4  # the second turn saw the first one's exchange
+    replied_to = [m["message_reference"]["message_id"] for m in bot_messages(discord_emu, world.general)]
+    questions = [m["id"] for m in discord_emu.messages(world.general) if m["_author_id"] != me]
+    assert replied_to == questions  # first messages in question order
 
 
 async def test_a_user_beyond_the_global_cap_is_told_the_bot_is_busy(
@@ -658,6 +664,32 @@ async def test_attachments_over_the_cap_are_refused_before_download(
     small = ("notes.txt", b"the password is swordfish", "text/plain")
     await chat(discord_emu, world.member, world.general, "read this", file=small)
     assert "swordfish" in sent_messages(gateway)[-1]["content"]
+
+
+async def test_attachments_are_downloaded_through_the_guarded_fetcher(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    # Declared as text, but PNG bytes: the fetcher checks the first bytes, not the declared type.
+    disguised = ("notes.txt", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "text/plain")
+    itx = await discord_emu.run_command(
+        world.member, "chat", {"prompt": "read this", "file": disguised}, channel=world.general
+    )
+    await until(lambda: bool(itx.original and itx.original["content"]))
+    assert "not plain UTF-8 text" in itx.original["content"]
+    assert gateway.requests_for("chat") == []
+    # The emulated CDN is on loopback: without the test allowlist the fetcher refuses to go there.
+    allowing, chat_bot.fetcher = chat_bot.fetcher, GuardedFetcher()
+    try:
+        plain = ("notes.txt", b"plain words", "text/plain")
+        refused = await discord_emu.run_command(
+            world.member, "chat", {"prompt": "read this", "file": plain}, channel=world.general
+        )
+        await until(lambda: bool(refused.original and refused.original["content"]))
+    finally:
+        await chat_bot.fetcher.close()
+        chat_bot.fetcher = allowing
+    assert gateway.requests_for("chat") == []
+    assert "127.0.0.1" not in refused.original["content"]
 
 
 async def test_models_and_autocomplete(

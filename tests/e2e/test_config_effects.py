@@ -80,7 +80,10 @@ async def test_the_default_chat_model_is_used_when_chat_names_none(
 ) -> None:
     # Each turn in its own channel: back-to-back replies in one channel would queue on its write budget.
     await chat(discord_emu, world.member, world.general, "before")
-    assert gateway.requests_for("chat")[-1].json.get("model") is None  # the provider's own default
+    # Every request names a model: with no server default, the provider's default_model.
+    [provider] = bot.providers.providers
+    assert gateway.requests_for("chat")[-1].json.get("model") == bot.providers.default_model(provider.name)
+    assert provider.default_model == "gpt-4o-mini"
     [chosen, other, *_] = [m.id for m in await bot.providers.list_models("chat")]
 
     assert chosen in await admin_sets(discord_emu, world, "config model", kind="chat", name=chosen)

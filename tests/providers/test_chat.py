@@ -315,3 +315,45 @@ async def test_stream_falls_back_to_json_when_gateway_ignores_stream(gateway, ma
     items = await collect(make_client(config_for(emu)).chat_stream(hello()))
     assert [type(i).__name__ for i in items] == ["ChatChunk", "StreamEnd"]
     assert items[-1].complete and items[-1].text == "whole"
+
+
+async def test_every_chat_body_names_a_model(gateway, make_client, session):
+    emu = await gateway("openai")
+    auth = {"Authorization": f"Bearer {emu.api_key}"} if emu.api_key else {}
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    async with session.post(emu.base_url + "/chat/completions", json=body, headers=auth) as raw:
+        assert raw.status == 422  # as real OpenAI-compatible servers answer
+        assert (await raw.json())["detail"][0]["loc"] == ["body", "model"]
+    bare = make_client(config_for(emu, "bare"))
+    await bare.chat(ChatRequest(messages=[ChatMessage.user("hi")]))  # learns its default from /models
+    assert emu.requests_for("chat")[-1].json["model"] == bare.default_model("bare")
+    client = make_client(config_for(emu, "o", models=("m-one", "m-two")))
+    assert client.default_model("o") == "m-one"
+    await client.chat(ChatRequest(messages=[ChatMessage.user("hi")]))
+    assert emu.requests_for("chat")[-1].json["model"] == "m-one"
+    chosen = make_client(config_for(emu, "c", models=("m-one",), default_model="m-two"))
+    assert chosen.default_model("c") == "m-two"
+
+
+async def test_a_provider_without_a_configured_default_learns_it_from_its_model_list(gateway, make_client):
+    emu = await gateway("anyai")
+    client = make_client(config_for(emu, "a"))
+    await client.chat(ChatRequest(messages=[ChatMessage.user("hi")]))
+    sent = emu.requests_for("chat")[-1].json["model"]
+    assert sent and sent == client.default_model("a")
+
+
+def test_closed_source_patterns():
+    from bot.providers.models import is_closed_source
+
+    for model in (
+        "gpt-4o",
+        "azure-gpt-4o",
+        "ft:gpt-4o-mini:org::x",
+        "anthropic.claude-3-opus",
+        "openai/gpt-4o",
+    ):
+        assert is_closed_source(model), model
+    for model in ("llama-3-70b", "mixtral-8x7b", "Qwen2-72B-Instruct"):
+        assert not is_closed_source(model), model
+    assert is_closed_source("acme-secret-1", ["acme-*"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.providers import ProviderConfig, load_providers
+from bot.providers import ProviderConfig, load_providers, parse_providers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,3 +122,11 @@ def test_file_problems(tmp_path):
     with pytest.raises(ConfigError, match="unknown top-level"):
         load_providers(write(tmp_path, "providers = []\n"), {})
     assert load_providers(write(tmp_path, "# nothing yet\n"), {}) == []
+
+
+def test_openai_without_a_way_to_pick_a_model_is_a_start_up_error():
+    table = {"name": "x", "profile": "openai", "base_url": "https://a.b/v1"}
+    with pytest.raises(ConfigError, match="default_model"):
+        parse_providers({"provider": [table]}, {})
+    assert parse_providers({"provider": [{**table, "default_model": "m"}]}, {})[0].default_model == "m"
+    assert parse_providers({"provider": [{**table, "models": ["a"]}]}, {})[0].default_model is None

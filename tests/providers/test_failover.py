@@ -415,3 +415,41 @@ async def test_idempotent_get_is_retried_after_a_timeout(gateway, make_client):
     emu.inject("models", Hang())
     models = await client.list_models()
     assert models and len(emu.requests) == 2
+
+
+async def test_a_lone_provider_that_recovers_answers_the_next_call(gateway, make_client, fake_time):
+    emu = await gateway("openai", reply="back")
+    client = make_client(config_for(emu, "only", retries=0), policy=RetryPolicy(breaker_threshold=3))
+    emu.inject("chat", ServerError(503), times=3)
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable):
+            await client.chat(REQUEST)
+    # The breaker is open and no time has passed, yet the next call still tries (half-open probe).
+    assert (await client.chat(REQUEST)).text == "back"
+    assert len(emu.requests_for("chat")) == 4
+    assert (await client.chat(REQUEST)).text == "back"
+
+
+async def test_a_probe_that_fails_keeps_the_provider_resting_without_retries(gateway, make_client, fake_time):
+    emu = await gateway("openai")
+    client = make_client(config_for(emu, "only", retries=3), policy=RetryPolicy(breaker_threshold=1))
+    emu.inject("chat", ServerError(503), times=2)
+    with pytest.raises(ProviderUnavailable):
+        await client.chat(REQUEST)
+    assert len(emu.requests_for("chat")) == 1  # the breaker opened: no more retries in this call
+    with pytest.raises(ProviderUnavailable):
+        await client.chat(REQUEST)
+    assert len(emu.requests_for("chat")) == 2  # one probe, not four tries
+    assert (await client.chat(REQUEST)).text
+
+
+@pytest.mark.parametrize("value", ["inf", "1e308", "99999999"])
+async def test_retry_after_of_any_size_rests_a_provider_at_most_30_seconds(
+    value, gateway, make_client, fake_time
+):
+    first, _second, client = await two(gateway, make_client)
+    first.inject("chat", RateLimited(retry_after=value))
+    assert (await client.chat(REQUEST)).text == "from second"
+    assert (await client.chat(REQUEST)).text == "from second"
+    fake_time.now += 30.5
+    assert (await client.chat(REQUEST)).text == "from first"

@@ -69,3 +69,14 @@ async def test_health_never_shows_credentials_in_the_url(make_client):
     [health] = await make_client(config).health()
     assert health.base_url == "http://127.0.0.1:9/v1"
     assert not health.reachable
+
+
+async def test_health_shows_each_providers_default_model(gateway, make_client):
+    from tests.providers.conftest import config_for
+
+    listed = await gateway("openai")
+    learnt = await gateway("anyai")
+    client = make_client(config_for(listed, "listed", models=("m-one",)), config_for(learnt, "learnt"))
+    by_name = {h.name: h for h in await client.health()}
+    assert by_name["listed"].default_model == "m-one"
+    assert by_name["learnt"].default_model == by_name["learnt"].models[0]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.providers.client import _Provider
 from bot.providers.config import ProviderConfig
 from bot.providers.profiles import PROFILES
 from bot.providers.redact import Redactor, safe_url
 from bot.providers.streaming import JsonLinesDecoder, LineDecoder, SSEDecoder, StreamProtocolError
+from bot.providers.transport import Provider as _Provider
 from bot.providers.types import Capability
 
 
@@ -117,3 +117,16 @@ def test_profile_capabilities_follow_the_seeds():
     assert Capability.SUNO not in PROFILES["anyai"].capabilities
     assert Capability.IMAGE_GENERATIONS in PROFILES["anyai"].capabilities
     assert PROFILES["purlabs"].capabilities == {Capability.CHAT, Capability.CHAT_STREAM}
+
+
+def test_a_key_straddling_the_error_cut_is_redacted_whole():
+    from bot.providers.redact import REDACTOR
+    from bot.providers.transport import status_failure
+
+    key = "sk-straddle-0123456789abcdefXYZ"
+    REDACTOR.add(key)
+    body = ("x" * 70 + " " + key + " trailing").encode()
+    failure = status_failure(500, {}, body)
+    assert failure.reason.startswith("server error: xxx")
+    assert "sk-straddle" not in failure.reason
+    assert "***" in failure.reason

@@ -397,6 +397,48 @@ class DiscordEmulator:
         )
         return self._register(Interaction(self.world, payload=payload, user=user, channel=channel))
 
+    async def run_message_command(
+        self, user: User | Member, name: str, message: MessageRef, channel: Channel, *, locale: str = "en-US"
+    ) -> Interaction:
+        """A user picks an app from a message's menu ("Apps" → name); the bot gets a type 3 command."""
+        user = self._member_or_user(user)
+        self._check_can_see(user, channel)
+        guild = channel.guild
+        schema = None
+        pools = [self._guild_commands.get(guild.id, {})] if guild is not None else []
+        for pool in [*pools, self._global_commands]:
+            schema = pool.get(f"{name}#3")
+            if schema is not None:
+                break
+        if schema is None:
+            raise AssertionError(f"no message command {name!r} is synced; did the test sync the tree?")
+        member = guild.get_member(user) if guild is not None else None
+        hidden = command_visible(schema, guild=guild, member=member, ignore_permissions=False)
+        if hidden:
+            raise AssertionError(f"Discord would not offer {name!r} to {user.name} here: {hidden}")
+        target = self.world.find(channel.id, self._message_id(message))
+        if target is None:
+            raise AssertionError(f"no message {message!r} in that channel")
+        data: Json = {
+            "id": schema["id"],
+            "name": schema["name"],
+            "type": 3,
+            "target_id": str(target["id"]),
+            "resolved": {"messages": {str(target["id"]): wire(target)}},
+        }
+        if "guild_id" in schema:
+            data["guild_id"] = schema["guild_id"]
+        payload = base_payload(
+            self.world,
+            application_id=self.application_id,
+            kind=APPLICATION_COMMAND,
+            user=user,
+            channel=channel,
+            data=data,
+            locale=locale,
+        )
+        return self._register(Interaction(self.world, payload=payload, user=user, channel=channel))
+
     async def autocomplete(
         self,
         user: User | Member,

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from . import permissions as perm
+from .models import VOICE
+
 if TYPE_CHECKING:
     from .emulator import DiscordEmulator
 
@@ -33,6 +36,8 @@ DIRECT_MESSAGES = 1 << 12
 DIRECT_MESSAGE_REACTIONS = 1 << 13
 DIRECT_MESSAGE_TYPING = 1 << 14
 MESSAGE_CONTENT = 1 << 15
+# Where VOICE_SERVER_UPDATE sends the bot; nothing listens there (voice servers are not emulated).
+VOICE_ENDPOINT = "voice.emulator.invalid:443"
 PRIVILEGED = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 
 # Which intent an event needs: (in a guild, in a DM). None means always delivered.
@@ -120,6 +125,8 @@ class Gateway:
         self.ready = asyncio.Event()
         self.resumed = 0
         self.privileged_intents = PRIVILEGED
+        # Op 4 requests Discord would ignore (unknown guild or channel, missing Connect).
+        self.voice_refused: list[Json] = []
 
     # -- delivery ---------------------------------------------------------------------------------
 
@@ -218,8 +225,10 @@ class Gateway:
             await self._resume(connection, data or {})
         elif op == REQUEST_GUILD_MEMBERS:
             self._member_chunk(connection, data or {})
-        elif op in (PRESENCE_UPDATE, VOICE_STATE_UPDATE):
-            # Recorded in `received`; presence and voice servers are outside the emulator's scope.
+        elif op == VOICE_STATE_UPDATE:
+            self._voice_state_update(connection, data or {})
+        elif op == PRESENCE_UPDATE:
+            # Recorded in `received`; presences are outside the emulator's scope.
             pass
         else:
             await connection.ws.close(code=4001, message=b"Unknown opcode.")
@@ -279,6 +288,45 @@ class Gateway:
                 connection.send(payload)
         self.resumed += 1
         session.dispatch("RESUMED", {"_trace": ["emulator-gateway"]})
+
+    def _voice_state_update(self, connection: Connection, data: Json) -> None:
+        """The bot joins, moves or leaves voice (op 4). Discord answers with the bot's VOICE_STATE_UPDATE and,
+        when it is in a channel, a VOICE_SERVER_UPDATE naming the voice server. A request Discord would not
+        honour (no such voice channel, no View Channel or Connect) gets no answer at all, as on Discord: the
+        client times out. The voice server itself (websocket, UDP, DAVE) is not emulated."""
+        session = connection.session
+        if session is None:
+            return
+        try:
+            guild = self.emu.world.guilds.get(int(data.get("guild_id") or 0))
+            channel_id = int(data["channel_id"]) if data.get("channel_id") is not None else None
+        except (TypeError, ValueError):
+            guild = None
+        if guild is None:
+            self.voice_refused.append(data)
+            return
+        bot = self.emu.bot_user
+        if channel_id is None:
+            if bot.id in guild.voice_states:
+                guild.set_voice_state(bot, None, session_id=session.session_id)
+            return
+        channel = guild.channels.get(channel_id)
+        needed = perm.VIEW_CHANNEL | perm.CONNECT
+        allowed = channel is not None and guild.bot_member.permissions_in(channel) & needed == needed
+        if channel is None or channel.type != VOICE or not allowed:
+            self.voice_refused.append(data)
+            return
+        guild.set_voice_state(
+            bot,
+            channel,
+            session_id=session.session_id,
+            self_mute=bool(data.get("self_mute")),
+            self_deaf=bool(data.get("self_deaf")),
+        )
+        session.dispatch(
+            "VOICE_SERVER_UPDATE",
+            {"token": secrets.token_hex(8), "guild_id": str(guild.id), "endpoint": VOICE_ENDPOINT},
+        )
 
     def _member_chunk(self, connection: Connection, data: Json) -> None:
         session = connection.session

@@ -283,6 +283,8 @@ class Guild:
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
     voice_states: dict[int, int] = field(default_factory=dict)
+    # Per member in voice: session id and self mute/deafen, as the gateway reports them.
+    voice_flags: dict[int, Json] = field(default_factory=dict)
     premium_tier: int = 0
     preferred_locale: str = "en-US"
     joined_at: str = field(default_factory=iso_now)
@@ -376,28 +378,54 @@ class Guild:
         except KeyError:
             raise AssertionError(f"user {user_id} is not a member of guild {self.name!r}") from None
 
-    def set_voice_state(self, user: User | Member, channel: Channel | None) -> None:
-        """Put a member into a voice channel (None leaves); dispatches VOICE_STATE_UPDATE."""
+    def set_voice_state(
+        self,
+        user: User | Member,
+        channel: Channel | None,
+        *,
+        session_id: str | None = None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> None:
+        """Put a member into a voice channel, or move them (None leaves); dispatches VOICE_STATE_UPDATE."""
         member = self.get_member(user.id)
         if channel is None:
             self.voice_states.pop(member.id, None)
+            self.voice_flags.pop(member.id, None)
         else:
             if channel.guild is not self or channel.type != VOICE:
                 raise ValueError("voice states need a voice channel of the same guild")
             self.voice_states[member.id] = channel.id
-        self.world.dispatch("VOICE_STATE_UPDATE", self.voice_state_payload(member, channel))
+            self.voice_flags[member.id] = {
+                "session_id": session_id or f"voice-{member.id}",
+                "self_mute": self_mute,
+                "self_deaf": self_deaf,
+            }
+        payload = self.voice_state_payload(member, channel)
+        if session_id is not None:
+            payload["session_id"] = session_id
+        self.world.dispatch("VOICE_STATE_UPDATE", payload)
+
+    def voice_channel_of(self, user: User | Member) -> Channel | None:
+        """The voice channel a member (or the bot) is in, or None."""
+        channel_id = self.voice_states.get(user.id)
+        return self.channels[channel_id] if channel_id is not None else None
+
+    def voice_members(self, channel: Channel) -> list[Member]:
+        return [self.members[uid] for uid, cid in self.voice_states.items() if cid == channel.id]
 
     def voice_state_payload(self, member: Member, channel: Channel | None) -> Json:
+        flags = self.voice_flags.get(member.id, {})
         return {
             "guild_id": str(self.id),
             "channel_id": str(channel.id) if channel else None,
             "user_id": str(member.id),
             "member": member.to_payload(),
-            "session_id": f"voice-{member.id}",
+            "session_id": flags.get("session_id", f"voice-{member.id}"),
             "deaf": False,
             "mute": False,
-            "self_deaf": False,
-            "self_mute": False,
+            "self_deaf": flags.get("self_deaf", False),
+            "self_mute": flags.get("self_mute", False),
             "self_video": False,
             "suppress": False,
             "request_to_speak_timestamp": None,

@@ -99,6 +99,12 @@ class GatewayEmulator:
     suno_clips_per_job: int = 2
     suno_media_base: str | None = None
     """Where finished clips' audio/image/video URLs point (default: this emulator's /media)."""
+    chat_script: Callable[[dict[str, Any]], tuple[str, float]] | None = None
+    """Per request: (reply text, seconds before the first streamed token), chosen from the request body."""
+    chunk_interval: float = 0.0
+    """Seconds between streamed chunks (a model's token rate)."""
+    streamed: list[tuple[float, str]] = field(default_factory=list)
+    """(monotonic time, text) of every streamed chunk, in the order written."""
     purlabs_records: bool = True
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -307,12 +313,19 @@ class GatewayEmulator:
         body = request[BODY]
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return web.json_response({"error": {"message": "messages is required"}}, status=400)
+        if self.profile == "openai" and not isinstance(body.get("model"), str):
+            # What FastAPI-based OpenAI-compatible servers answer for a body without `model`.
+            detail = {"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": body}
+            return web.json_response({"detail": [detail]}, status=422)
         model = body.get("model") or {"digicord": "google/gemini-flash-1.5", "purlabs": "clyde"}.get(
             self.profile, "gpt-4o-mini"
         )
         text = self._reply_for(body)
+        first_token_delay = 0.0
+        if self.chat_script is not None:
+            text, first_token_delay = self.chat_script(body)
         if body.get("stream"):
-            return await self._chat_stream(request, model, text)
+            return await self._chat_stream(request, model, text, first_token_delay)
         n = body.get("n", 1) if isinstance(body.get("n"), int) else 1
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if self.profile == "digicord":
@@ -348,7 +361,9 @@ class GatewayEmulator:
                 }
         return web.json_response(response)
 
-    async def _chat_stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
+    async def _chat_stream(
+        self, request: web.Request, model: str, text: str, first_token_delay: float = 0.0
+    ) -> web.StreamResponse:
         fault = request.get(FAULT)
         chunks = self.stream_chunks if self.stream_chunks is not None else _words(text)
         response = web.StreamResponse(
@@ -368,10 +383,15 @@ class GatewayEmulator:
             return f"data: {json.dumps(data)}\n\n".encode()
 
         await response.write(event({"role": "assistant", "content": ""}))
+        if first_token_delay:
+            await asyncio.sleep(first_token_delay)
         for i, piece in enumerate(chunks):
             if await self._stream_fault(request, response, fault, i):
                 return response
+            if i and self.chunk_interval:
+                await asyncio.sleep(self.chunk_interval)
             await response.write(event({"content": piece}))
+            self.streamed.append((time.monotonic(), piece))
         if await self._stream_fault(request, response, fault, len(chunks)):
             return response
         await response.write(event({}, "stop"))
