@@ -76,7 +76,7 @@ bench-quick: $(STAMP)
 
 # Focused figures of single components (splitting, write budget, provider client, /ping round trips).
 bench-micro: $(STAMP)
-	@for m in chat providers providers_stream interactions; do echo "== bench.micro.$$m"; $(PY) -m bench.micro.$$m || exit 1; done
+	@for m in chat providers providers_stream interactions song_jobs; do echo "== bench.micro.$$m"; $(PY) -m bench.micro.$$m || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

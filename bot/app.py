@@ -28,6 +28,7 @@ from bot.services.model_catalog import ModelCatalog
 from bot.services.plan_grants import PlanGrants
 from bot.services.quotas import QuotaService
 from bot.services.send_audit import SendAuditLog
+from bot.services.song_jobs import PollPolicy, SongJobRunner, SongJobStore
 from bot.services.tts_settings import TtsSettingsService
 from bot.services.vision import VisionService
 
@@ -45,6 +46,8 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.usage",
     "cogs.owner",
     "cogs.embed",
+    "cogs.ask",
+    "cogs.songs",
     "cogs.imagine",
     "cogs.vision",
     "cogs.tts",
@@ -131,6 +134,17 @@ class Concord(commands.AutoShardedBot):
         self.tts_settings = TtsSettingsService(db_sessions)
         # One catalog of every kind of model the providers offer; autocomplete answers from it.
         self.catalog = ModelCatalog(providers.list_models, fallback=[settings.chat_default_model or ""])
+        # Song jobs survive restarts: the runner polls them; the songs cog starts it with its Discord side.
+        self.song_jobs = SongJobRunner(
+            SongJobStore(db_sessions),
+            lambda clip_id, provider: providers.suno_status(clip_id, provider=provider),
+            PollPolicy(
+                first=settings.song_poll_first,
+                longest=settings.song_poll_max,
+                deadline=settings.song_deadline,
+                lease=settings.song_lease,
+            ),
+        )
         # The send-data HTTP endpoint (HTTP_PORT) lives as long as the bot: started in setup_hook.
         self.http_server: SendDataServer | None = None
         self.extensions_to_load = extensions
@@ -159,6 +173,7 @@ class Concord(commands.AutoShardedBot):
         # Writes the refusals counted in memory and prunes audit rows past AUDIT_RETENTION_DAYS.
         self.send_audit.start(self.settings.audit_retention_days)
         await self.load_extensions()
+        self.song_jobs.enable()  # polls once the songs cog has attached its Discord side
         if self.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
         if self.settings.http_port is not None:
@@ -195,6 +210,7 @@ class Concord(commands.AutoShardedBot):
         if self.http_server is not None:
             await self.http_server.close()
             self.http_server = None
+        await self.song_jobs.stop()
         await self.voice.close()
         await super().close()
         await self.send_audit.close()

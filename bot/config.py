@@ -112,6 +112,29 @@ class Settings(BaseSettings):
     send_data_rate_limit: int = Field(
         default=30, ge=1, le=10_000, description="POST /send-data requests each API key may make per minute."
     )
+    # --- songs (cogs/songs, bot/services/song_jobs.py) ---
+    song_deadline: float = Field(
+        default=900, ge=10, le=86_400, description="Seconds a song may take before its job gives up."
+    )
+    song_max_active: int = Field(
+        default=2, ge=1, le=100, description="Song requests one user may have generating at once."
+    )
+    song_poll_first: float = Field(
+        default=5, ge=0.05, le=600, description="Seconds before a new song's first status check."
+    )
+    song_poll_max: float = Field(
+        default=30, ge=0.1, le=3600, description="Longest pause between status checks of one song."
+    )
+    song_lease: float = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="Seconds a bot process holds a song job it polls; another takes it over after this.",
+    )
+    # --- web answers (cogs/ask.py) ---
+    ask_edit_interval: float = Field(
+        default=1.0, ge=0.2, le=30, description="Seconds between edits of an /ask answer as it arrives."
+    )
     image_max_bytes: int = Field(
         default=20 * 1024 * 1024,
         ge=1024,

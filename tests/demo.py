@@ -256,8 +256,59 @@ async def scene_voice(demo: Demo) -> None:
     demo.show_message(itx.original)
 
 
+async def scene_ask(demo: Demo) -> None:
+    world = demo.world
+    demo.gateway.ask_chunks = [
+        ("ChatGPT is a chatbot ", "https://en.wikipedia.org/wiki/ChatGPT"),
+        ("made by OpenAI ", "https://openai.com/chatgpt"),
+        ("and released in November 2022.", "https://en.wikipedia.org/wiki/ChatGPT"),
+    ]
+    itx = await demo.slash(world.member, "ask", where=world.general, prompt="What is ChatGPT?")
+    await itx.wait_for(
+        lambda handle: bool(handle.original and "**Sources**" in handle.original["content"]), timeout=10
+    )
+    demo.show_message(itx.original)
+
+
+def _song_is_done(message: dict[str, Any] | None) -> bool:
+    embeds = (message or {}).get("embeds") or []
+    return bool(embeds) and embeds[0].get("title", "").endswith("finished")
+
+
+async def scene_song(demo: Demo) -> None:
+    world, emu = demo.world, demo.emu
+    demo.gateway.suno_polls_before_finished = 2
+    itx = await demo.slash(
+        world.member,
+        "suno create",
+        where=world.general,
+        prompt="A cheerful song about the sea",
+        style="shanty",
+    )
+    print("  (the status embed, as first shown)")
+    demo.show_message(itx.original)
+    await itx.wait_for(lambda handle: _song_is_done(handle.original), timeout=30)
+    print("  (the same message, once the runner has seen both clips finish)")
+    demo.show_message(itx.original)
+    me = emu.bot_user.id
+    for message in emu.messages(world.general):
+        footer = ((message.get("embeds") or [{}])[0].get("footer") or {}).get("text", "")
+        if message["_author_id"] == me and footer.startswith("song job "):
+            demo.show_message(message)
+    itx = await demo.slash(world.member, "suno status", where=world.general)
+    demo.show_message(itx.original, ephemeral=itx.ephemeral)
+
+
 # Each capability adds its scene here, in the order a new user would meet them.
-SCENES: list[Scene] = [scene_help_and_ping, scene_chat, scene_governance, scene_images, scene_voice]
+SCENES: list[Scene] = [
+    scene_help_and_ping,
+    scene_chat,
+    scene_governance,
+    scene_images,
+    scene_voice,
+    scene_ask,
+    scene_song,
+]
 
 
 async def main() -> int:
@@ -277,6 +328,9 @@ async def main() -> int:
                 log_level="WARNING",
                 providers_file=write_providers_file(Path(folder), [gateway, flux_gateway]),
                 fetch_allowlist=["127.0.0.1"],
+                # Songs are checked quickly here.
+                song_poll_first=0.2,
+                song_poll_max=0.5,
             )
             print(
                 f"Concord demo: Discord emulator at {emu.api_base}; AI gateway emulator "

@@ -24,6 +24,12 @@ async def test_demo_plays_every_scene(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Settings of Concord Test" in output  # /config show
     assert "Usage of bob" in output  # /usage
     assert "Movie night" in output  # /embed send, as everyone sees it in the channel
+    assert "made by OpenAI and released in November 2022." in output  # /ask, streamed
+    assert "1. <https://en.wikipedia.org/wiki/ChatGPT>" in output  # its sources, numbered once each
+    assert "2. <https://openai.com/chatgpt>" in output
+    assert "Song request finished" in output  # /suno: the status embed, edited by the runner
+    assert output.count("📎 song-") == 2  # both clips delivered with their audio attached
+    assert "Your songs" in output  # /suno status
     assert "a lighthouse at dawn" in output and "[Regenerate]" in output  # /imagine with its buttons
     assert "Image settings" in output  # Details, privately
     assert output.count("📎 image_") >= 5  # one /imagine image and a /flux gallery of four

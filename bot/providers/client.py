@@ -465,15 +465,27 @@ class ProviderClient:
             read = reader.read
             if parsing.looks_like_html(b"", reader.content_type):
                 raise ShapeError("answered with an HTML page instead of JSON lines")
-            decoder = JsonLinesDecoder()
+            # A malformed line is skipped and counted, not fatal: the lines around it are still good.
+            decoder = JsonLinesDecoder(skip_malformed=True)
+            shapeless = 0
             while True:
                 data = await read()
                 for item in decoder.feed(data) if data else decoder.flush():
                     if not isinstance(item, Mapping) or not isinstance(item.get("message"), str):
-                        raise ShapeError("a GlobalAsk line had no message")
+                        shapeless += 1
+                        continue
                     url = item.get("url")
                     yield AskChunk(item["message"], url if isinstance(url, str) and url else None, p.name)
                 if not data:
+                    if decoder.skipped or shapeless:
+                        log.warning(
+                            "provider %s: skipped %d malformed GlobalAsk line(s) (%d not JSON, %d without"
+                            " a message)",
+                            p.name,
+                            decoder.skipped + shapeless,
+                            decoder.skipped,
+                            shapeless,
+                        )
                     # JSON lines have no end marker: a clean end of the body is the end.
                     yield _Done()
                     return

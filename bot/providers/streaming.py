@@ -109,10 +109,16 @@ class SSEDecoder:
 
 
 class JsonLinesDecoder:
-    """One JSON object per line; tolerates SSE-style `data:` prefixes and blank lines."""
+    """One JSON object per line; tolerates SSE-style `data:` prefixes and blank lines.
 
-    def __init__(self, max_line: int = 1024 * 1024) -> None:
+    With `skip_malformed`, a line that is not JSON is dropped and counted in `skipped` instead of
+    ending the stream (GlobalAsk's lines are independent pieces: one bad line spoils nothing else).
+    """
+
+    def __init__(self, max_line: int = 1024 * 1024, *, skip_malformed: bool = False) -> None:
         self._lines = LineDecoder(max_line)
+        self.skip_malformed = skip_malformed
+        self.skipped = 0
 
     def feed(self, data: bytes) -> list[Any]:
         return self._parse(self._lines.feed(data))
@@ -120,8 +126,7 @@ class JsonLinesDecoder:
     def flush(self) -> list[Any]:
         return self._parse(self._lines.flush())
 
-    @staticmethod
-    def _parse(lines: list[str]) -> list[Any]:
+    def _parse(self, lines: list[str]) -> list[Any]:
         out = []
         for line in lines:
             text = line.strip()
@@ -134,5 +139,7 @@ class JsonLinesDecoder:
             try:
                 out.append(json.loads(text))
             except ValueError:
-                raise StreamProtocolError("a line was not JSON") from None
+                if not self.skip_malformed:
+                    raise StreamProtocolError("a line was not JSON") from None
+                self.skipped += 1
         return out

@@ -544,14 +544,22 @@ async def test_ask_yields_json_lines(profile, gateway, make_client):
     assert (emu.requests[0].path, emu.requests[0].query) == ("/v1/ask", {"prompt": "What is ChatGPT"})
 
 
-async def test_ask_breaks(gateway, make_client):
+async def test_ask_breaks(gateway, make_client, caplog):
     first = await gateway("airforce")
     second = await gateway("anyai")
     client = make_client(
         config_for(first, "first", priority=1, retries=0), config_for(second, "second", priority=2)
     )
 
-    first.inject("ask", BadSseLine(after=0))
+    # A malformed line is skipped and counted; the lines around it still make the answer.
+    first.inject("ask", BadSseLine(after=1))
+    with caplog.at_level(logging.WARNING):
+        items = await collect(client.ask("q"))
+    assert items[-1].complete and items[-1].provider == "first"
+    assert items[-1].text == "ChatGPT is a chatbot made by OpenAI."
+    assert "skipped 1 malformed GlobalAsk line(s)" in caplog.text
+
+    first.inject("ask", ServerError(502))
     items = await collect(client.ask("q"))
     assert items[-1].complete and items[-1].provider == "second"
 

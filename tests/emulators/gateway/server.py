@@ -92,7 +92,14 @@ class GatewayEmulator:
             ("made by OpenAI.", "https://openai.com/chatgpt"),
         ]
     )
+    ask_chunk_delay: float = 0.0
+    """Seconds between two /ask lines (to watch a reply grow)."""
+    ask_split_lines: bool = False
+    """Write each /ask line in two pieces, cut mid-JSON (a line must be rebuilt across reads)."""
     suno_polls_before_finished: int = 2
+    suno_clips_per_job: int = 2
+    suno_media_base: str | None = None
+    """Where finished clips' audio/image/video URLs point (default: this emulator's /media)."""
     chat_script: Callable[[dict[str, Any]], tuple[str, float]] | None = None
     """Per request: (reply text, seconds before the first streamed token), chosen from the request body."""
     chunk_interval: float = 0.0
@@ -500,17 +507,26 @@ class GatewayEmulator:
                 await response.write(b"{not json}\n")
             elif await self._stream_fault(request, response, fault, i):
                 return response
-            await response.write(json.dumps({"message": message, "url": url}).encode() + b"\n")
+            if i and self.ask_chunk_delay:
+                await asyncio.sleep(self.ask_chunk_delay)
+            line = json.dumps({"message": message, "url": url}).encode() + b"\n"
+            if self.ask_split_lines:
+                await response.write(line[: len(line) // 2])
+                await asyncio.sleep(0.02)
+                await response.write(line[len(line) // 2 :])
+            else:
+                await response.write(line)
+        if await self._stream_fault(request, response, fault, len(self.ask_chunks)):
+            return response
         await response.write_eof()
         return response
 
     async def _suno_create(self, request: web.Request) -> web.StreamResponse:
         body = request[BODY]
-        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) or not body["prompt"]:
-            return web.json_response({"status": "error", "error": "prompt is required"}, status=400)
-        if body.get("custom") == "false" and len(body["prompt"]) > 200:
-            return web.json_response({"status": "error", "error": "prompt too long"}, status=400)
-        clips = [str(uuid.uuid4()), str(uuid.uuid4())]
+        problem = _suno_problem(body)
+        if problem is not None:
+            return web.json_response({"status": "error", "error": problem}, status=400)
+        clips = [str(uuid.uuid4()) for _ in range(self.suno_clips_per_job)]
         for clip in clips:
             self.suno_clips[clip] = SunoClipState(prompt=body["prompt"])
         return web.json_response({"status": "success", "clips": clips})
@@ -521,7 +537,8 @@ class GatewayEmulator:
         if state is None:
             return web.json_response({"error": "clip not found"}, status=404)
         state.polls += 1
-        image = f"{self.url}/media/{clip_id}.png"
+        media = self.suno_media_base or f"{self.url}/media"
+        image = f"{media}/{clip_id}.png"
         if state.polls <= self.suno_polls_before_finished:
             return web.json_response(
                 {"status": "generating", "image_url": image, "audio_url": "", "video_url": ""}
@@ -530,8 +547,8 @@ class GatewayEmulator:
             {
                 "status": "finished",
                 "image_url": image,
-                "audio_url": f"{self.url}/media/{clip_id}.mp3",
-                "video_url": f"{self.url}/media/{clip_id}.mp4",
+                "audio_url": f"{media}/{clip_id}.mp3",
+                "video_url": f"{media}/{clip_id}.mp4",
             }
         )
 
@@ -567,6 +584,31 @@ class GatewayEmulator:
         return web.json_response(
             {"success": True, "messageId": str(1_300_000_000_000_000_000 + len(self.sent_messages))}
         )
+
+
+_SUNO_MODELS = ("chirp-v2-xxl-alpha", "chirp-v3-5", "chirp-v3-0")
+
+
+def _suno_problem(body: Any) -> str | None:
+    """What the seed's documented limits say is wrong with a `POST /suno` body, if anything."""
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        return "prompt is required"
+    model = body.get("model", "chirp-v3-5")
+    if model not in _SUNO_MODELS:
+        return "invalid model"
+    for flag in ("instrumental", "custom"):
+        if flag in body and body[flag] not in ("true", "false"):
+            return f"{flag} must be 'true' or 'false'"
+    custom = body.get("custom") == "true"
+    limit = (3000 if model == "chirp-v3-5" else 1250) if custom else 200
+    if len(body["prompt"]) > limit:
+        return "prompt too long"
+    style = body.get("style")
+    if style is not None and (not isinstance(style, str) or not 1 <= len(style) <= 120):
+        return "style must be between 1 and 120 characters"
+    if custom and style is None:
+        return "style is required for custom generation"
+    return None
 
 
 def _words(text: str) -> list[str]:
