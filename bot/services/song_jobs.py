@@ -47,6 +47,7 @@ KNOWN_FAILED = frozenset({"error", "failed", "failure"})
 Clock = Callable[[], datetime]
 # A finished clip that cannot be posted (no access to the channel any more) stops being retried.
 MAX_DELIVERY_ATTEMPTS = 10
+STOP_TIMEOUT = 5.0
 
 
 def _utcnow() -> datetime:
@@ -488,13 +489,16 @@ class SongJobRunner:
         if task is None:
             return  # never polled, so no lease to give back
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Bounded waits: shutdown must not hang on a step that is slow to notice its cancellation
+        # (its lease simply expires and another process takes the job over).
+        await asyncio.wait({task}, timeout=STOP_TIMEOUT)
         working = list(self._working)
         for job_task in working:
             job_task.cancel()
         if working:
-            await asyncio.gather(*working, return_exceptions=True)
+            _, stuck = await asyncio.wait(working, timeout=STOP_TIMEOUT)
+            if stuck:
+                log.warning("%d song job step(s) did not stop in time; their leases will expire", len(stuck))
         try:
             released = await self.store.release_all(self.owner)
         except Exception:
