@@ -36,7 +36,7 @@ async def consume_rate(quotas: object, users: int, ops: int) -> tuple[float, dic
 
 async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Figure]:
     from bot.services.guild_config import GuildConfigService
-    from bot.services.quotas import QuotaService, parse_custom_limits
+    from bot.services.quotas import Feature, Plan, QuotaService, Window
     from bot.store.engine import create_engine, create_sessionmaker
     from bot.store.migrate import upgrade
 
@@ -45,11 +45,12 @@ async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Fig
         engine = create_engine(f"sqlite+aiosqlite:///{Path(folder) / 'quotas.db'}")
         await upgrade(engine)
         sessions = create_sessionmaker(engine)
-        quotas = QuotaService(sessions)
-        # The guild default plan: the free plan's LLM windows with caps no run reaches.
-        await GuildConfigService(sessions).set_role_plan(
-            GUILD, 1, GUILD, parse_custom_limits("llm.minute=10000000 llm.day=10000000"), role_guild_id=GUILD
-        )
+        # The operator's default plan: the free plan's two LLM windows, with caps no run reaches (a server
+        # plan can only tighten the global one, so the caps must be raised there).
+        roomy = Plan("bench", {Feature.LLM: {Window.MINUTE: 10_000_000, Window.DAY: 10_000_000}}, None)
+        quotas = QuotaService(sessions, plans={"bench": roomy}, default_plan="bench")
+        # The guild has settings of its own (a chat model), as a configured server does; no role plans.
+        await GuildConfigService(sessions).set_chat_all_channels(GUILD, 1, True)
         await consume_rate(quotas, 1, 50)  # warm-up
         for users in user_counts:
             figure = Figure(
@@ -61,8 +62,9 @@ async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Fig
             for _ in range(runs):
                 rate, errors = await consume_rate(quotas, users, ops)
                 figure.samples.append(rate)
+                seen = figure.extra.setdefault("errors", {})
                 for key, count in errors.items():
-                    figure.extra.setdefault("errors", {})[key] = figure.extra["errors"].get(key, 0) + count
+                    seen[key] = seen.get(key, 0) + count
             figures.append(figure)
         await engine.dispose()
     return figures
