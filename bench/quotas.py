@@ -35,6 +35,8 @@ async def consume_rate(quotas: object, users: int, ops: int) -> tuple[float, dic
 
 
 async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Figure]:
+    from bot.config import Settings
+    from bot.services.config_cache import ConfigCache
     from bot.services.guild_config import GuildConfigService
     from bot.services.quotas import Feature, Plan, QuotaService, Window
     from bot.store.engine import create_engine, create_sessionmaker
@@ -48,7 +50,9 @@ async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Fig
         # The operator's default plan: the free plan's two LLM windows, with caps no run reaches (a server
         # plan can only tighten the global one, so the caps must be raised there).
         roomy = Plan("bench", {Feature.LLM: {Window.MINUTE: 10_000_000, Window.DAY: 10_000_000}}, None)
-        quotas = QuotaService(sessions, plans={"bench": roomy}, default_plan="bench")
+        # Built as the bot builds it: plans and guild settings kept for CONFIG_CACHE_SECONDS.
+        cache = ConfigCache(Settings.model_fields["config_cache_seconds"].default)
+        quotas = QuotaService(sessions, plans={"bench": roomy}, default_plan="bench", cache=cache)
         # The guild has settings of its own (a chat model), as a configured server does; no role plans.
         await GuildConfigService(sessions).set_chat_all_channels(GUILD, 1, True)
         await consume_rate(quotas, 1, 50)  # warm-up

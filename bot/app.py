@@ -19,6 +19,7 @@ from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
 from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
+from bot.services.config_cache import ConfigCache
 from bot.services.conversations import ConversationStore
 from bot.services.fetcher import GuardedFetcher
 from bot.services.guild_config import GuildConfigService
@@ -104,11 +105,19 @@ class Concord(commands.AutoShardedBot):
         self.write_budget = ChannelWriteBudget()
         self.shutdown_hooks: list[Callable[[float], Awaitable[None]]] = []
         """Run by `shutdown()` on SIGTERM/SIGINT; a cog with work in flight adds one in cog_load."""
+        # Guild settings and operator grants, kept a few seconds; a write through these services clears it.
+        self.config_cache = ConfigCache(settings.config_cache_seconds)
+        self.guild_config = GuildConfigService(db_sessions, cache=self.config_cache)
         self.quotas = QuotaService(
-            db_sessions, default_plan=settings.quota_default_plan, plans=settings.custom_plans
+            db_sessions,
+            default_plan=settings.quota_default_plan,
+            plans=settings.custom_plans,
+            cache=self.config_cache,
+            guild_config=self.guild_config,
         )
-        self.plan_grants = PlanGrants(db_sessions, known_plans=list(self.quotas.plans))
-        self.guild_config = GuildConfigService(db_sessions)
+        self.plan_grants = PlanGrants(
+            db_sessions, known_plans=list(self.quotas.plans), cache=self.config_cache
+        )
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)
         self.send_audit = SendAuditLog(db_sessions)

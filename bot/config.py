@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         default="free",
         description="Global plan of users without a grant: free, premium, unlimited or a plans-file plan.",
     )
+    config_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="Seconds a guild's settings and a user's grants are kept in memory (0: read every time).",
+    )
 
     @field_validator("owner_ids", mode="before")
     @classmethod
