@@ -45,12 +45,11 @@ class ConfigCache:
             return value
         loading = self._loading.get(key)
         if loading is None:
-            loading = asyncio.ensure_future(self._load(key, load))
+            loading = asyncio.ensure_future(self._load(key, load, self.generation))
             self._loading[key] = loading
         return await asyncio.shield(loading)
 
-    async def _load(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
-        generation = self.generation
+    async def _load(self, key: Hashable, load: Callable[[], Awaitable[T]], generation: int) -> T:
         try:
             value = await load()
         finally:
