@@ -17,7 +17,6 @@ from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
 from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
-from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
 from bot.services.config_cache import ConfigCache
 from bot.services.conversations import ConversationStore
@@ -33,6 +32,7 @@ from bot.services.tts_settings import TtsSettingsService
 from bot.services.vision import VisionService
 
 if TYPE_CHECKING:
+    from bot.http_api import SendDataServer
     from bot.providers import ProviderClient
     from bot.resources import Resources
 
@@ -171,6 +171,8 @@ class Concord(commands.AutoShardedBot):
         if self.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
         if self.settings.http_port is not None:
+            from bot.http_api import SendDataServer  # aiohttp.web loads only when the endpoint is on
+
             self.http_server = SendDataServer(
                 self,
                 host=self.settings.http_host,

@@ -14,12 +14,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, and_, bindparam, case, delete, literal_column, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
 from bot.providers.models import is_closed_source
 from bot.services.config_cache import ConfigCache
+from bot.store.engine import dialect_insert
 from bot.store.models import OperatorGrant, QuotaUsage
 
 if TYPE_CHECKING:
@@ -377,7 +377,7 @@ class WindowCounter:
         found = self._sql.get(rows)
         if found is not None:
             return found
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(self.engine.dialect.name)
         statement = insert(QuotaUsage).values(
             [
                 {
