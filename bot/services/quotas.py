@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -337,6 +337,8 @@ class _Take:
     units: int
     wanted: list[tuple[int, Window, int, int]]
     future: asyncio.Future[Grant | Denial] | None = None
+    abandoned: bool = False
+    """Its caller was cancelled while it waited: a grant made for it is given back."""
 
 
 MAX_BATCH = 32
@@ -369,6 +371,7 @@ class WindowCounter:
         self._batched = bind.dialect.name == "sqlite"
         self._queue: list[_Take] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def _take_sql(self, rows: int) -> tuple[str, tuple[str, ...]]:
         """The upsert of `rows` window rows as the database's SQL and its parameters' order, compiled once
@@ -453,11 +456,26 @@ class WindowCounter:
                 [outcome] = await self._run(connection, [take])
                 await connection.commit()
             return outcome
-        take.future = asyncio.get_running_loop().create_future()
+        take.future = future = asyncio.get_running_loop().create_future()
         self._queue.append(take)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        return await take.future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The caller is gone: units granted for it are given back (now, or by the drainer when its
+            # statement ends), so a cancelled call charges nothing.
+            take.abandoned = True
+            if future.done() and not future.cancelled() and future.exception() is None:
+                outcome = future.result()
+                if isinstance(outcome, Grant):
+                    self._spawn(self.give_back(outcome))
+            raise
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _drain(self) -> None:
         """Run the queued takes, a batch of distinct (user, feature) at a time, until none is left."""
@@ -477,13 +495,21 @@ class WindowCounter:
                 async with self.engine.connect() as connection:
                     outcomes = await self._run(connection, batch)
                     await connection.commit()
-            except Exception as exc:
-                for take in batch:
+            except BaseException as exc:
+                failed = batch if isinstance(exc, Exception) else [*batch, *self._queue]
+                for take in failed:
                     if take.future is not None and not take.future.done():
-                        take.future.set_exception(exc)
+                        take.future.set_exception(
+                            exc if isinstance(exc, Exception) else RuntimeError("stopped")
+                        )
+                if not isinstance(exc, Exception):
+                    self._queue = []
+                    raise
                 continue
             for take, outcome in zip(batch, outcomes, strict=True):
-                if take.future is not None and not take.future.done():
+                if take.abandoned and isinstance(outcome, Grant):
+                    self._spawn(self.give_back(outcome))
+                elif take.future is not None and not take.future.done():
                     take.future.set_result(outcome)
 
     async def _run(self, connection: AsyncConnection, takes: Sequence[_Take]) -> list[Grant | Denial]:

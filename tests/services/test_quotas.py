@@ -455,3 +455,21 @@ async def test_calls_waiting_together_are_one_statement_and_a_denied_one_charges
 
 async def test_a_denied_call_charges_nothing_postgresql(pg_engine: AsyncEngine, clock: FakeClock) -> None:
     await _denied_call_charges_nothing(create_sessionmaker(pg_engine), clock)
+
+
+async def test_a_call_cancelled_while_its_statement_runs_charges_nothing_sqlite(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    quotas = QuotaService(db_sessions, clock=clock)
+    counter = quotas.counter
+    caps = FREE_PLAN.caps(Feature.LLM)
+    waiting = asyncio.ensure_future(counter.take(USER, Feature.LLM.value, caps))
+    await asyncio.sleep(0)  # queued; the statement is under way
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert counter._drainer is not None
+    await counter._drainer
+    await asyncio.gather(*counter._background)
+    assert await _usage(db_sessions, USER) == {"minute": 0, "day": 0}
+    assert isinstance(await counter.take(USER, Feature.LLM.value, caps), Grant)  # and the counter goes on
