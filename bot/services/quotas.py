@@ -17,7 +17,6 @@ from sqlalchemy import Integer, and_, bindparam, case, delete, literal_column, o
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
-from bot.providers.models import is_closed_source
 from bot.services.config_cache import ConfigCache
 from bot.store.engine import dialect_insert
 from bot.store.models import OperatorGrant, QuotaUsage
@@ -120,11 +119,6 @@ BUILTIN_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN, "u
 SERVER_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN}
 GLOBAL_SCOPE = 0
 """The scope of a user's global allowance; a server's own caps are counted under its guild id."""
-
-
-def chat_feature_for(model: str) -> Feature:
-    """LLM or CLOSED_LLM for a chat model id (closed-source models have the seed's stricter plan)."""
-    return Feature.CLOSED_LLM if is_closed_source(model) else Feature.LLM
 
 
 def _aware(moment: datetime) -> datetime:
