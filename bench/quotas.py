@@ -35,6 +35,8 @@ async def consume_rate(quotas: object, users: int, ops: int) -> tuple[float, dic
 
 
 async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Figure]:
+    from bot.config import Settings
+    from bot.services.config_cache import ConfigCache
     from bot.services.guild_config import GuildConfigService
     from bot.services.quotas import QuotaService, parse_custom_limits
     from bot.store.engine import create_engine, create_sessionmaker
@@ -47,11 +49,16 @@ async def measure(user_counts: tuple[int, ...], runs: int, ops: int) -> list[Fig
         sessions = create_sessionmaker(engine)
         # The operator's budget is not what is measured: no global caps; the server's own caps below
         # (the free plan's LLM windows with caps no run reaches) are counted per (server, user).
-        quotas = QuotaService(sessions, default_plan="unlimited")
+        # Built as the bot builds it: plans and guild settings kept for CONFIG_CACHE_SECONDS.
+        cache = ConfigCache(Settings.model_fields["config_cache_seconds"].default)
+        quotas = QuotaService(sessions, default_plan="unlimited", cache=cache)
         await GuildConfigService(sessions).set_role_plan(
             GUILD, 1, GUILD, parse_custom_limits("llm.minute=10000000 llm.day=10000000"), role_guild_id=GUILD
         )
-        await consume_rate(quotas, 1, 50)  # warm-up
+        # Warm-up at every measured concurrency: the statement for each batch size is compiled once per
+        # process, as in a bot that has been running a while.
+        for users in user_counts:
+            await consume_rate(quotas, users, 5 * users)
         for users in user_counts:
             figure = Figure(
                 "quota_ops_per_s" if users == 20 else f"quota_ops_per_s@{users}u",

@@ -17,8 +17,8 @@ from bot.config import Settings
 from bot.discordkit.tree import ConcordTree
 from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
-from bot.http_api import SendDataServer
 from bot.services.api_keys import ApiKeyService
+from bot.services.config_cache import ConfigCache
 from bot.services.conversations import ConversationStore
 from bot.services.fetcher import GuardedFetcher
 from bot.services.guild_config import GuildConfigService
@@ -33,6 +33,7 @@ from bot.services.tts_settings import TtsSettingsService
 from bot.services.vision import VisionService
 
 if TYPE_CHECKING:
+    from bot.http_api import SendDataServer
     from bot.providers import ProviderClient
     from bot.resources import Resources
 
@@ -107,11 +108,19 @@ class Concord(commands.AutoShardedBot):
         self.write_budget = ChannelWriteBudget()
         self.shutdown_hooks: list[Callable[[float], Awaitable[None]]] = []
         """Run by `shutdown()` on SIGTERM/SIGINT; a cog with work in flight adds one in cog_load."""
+        # Guild settings and operator grants, kept a few seconds; a write through these services clears it.
+        self.config_cache = ConfigCache(settings.config_cache_seconds)
+        self.guild_config = GuildConfigService(db_sessions, cache=self.config_cache)
         self.quotas = QuotaService(
-            db_sessions, default_plan=settings.quota_default_plan, plans=settings.custom_plans
+            db_sessions,
+            default_plan=settings.quota_default_plan,
+            plans=settings.custom_plans,
+            cache=self.config_cache,
+            guild_config=self.guild_config,
         )
-        self.plan_grants = PlanGrants(db_sessions, known_plans=list(self.quotas.plans))
-        self.guild_config = GuildConfigService(db_sessions)
+        self.plan_grants = PlanGrants(
+            db_sessions, known_plans=list(self.quotas.plans), cache=self.config_cache
+        )
         self.conversations = ConversationStore(db_sessions)
         self.api_keys = ApiKeyService(db_sessions)
         self.send_audit = SendAuditLog(db_sessions)
@@ -177,6 +186,8 @@ class Concord(commands.AutoShardedBot):
         if self.providers.providers:  # nothing to ask when no provider is configured
             self.catalog.refresh_soon("chat")
         if self.settings.http_port is not None:
+            from bot.http_api import SendDataServer  # aiohttp.web loads only when the endpoint is on
+
             self.http_server = SendDataServer(
                 self,
                 host=self.settings.http_host,

@@ -6,7 +6,6 @@ import io
 from dataclasses import dataclass
 
 import discord
-from PIL import Image
 
 from bot.services.vision import ImageAttachment
 
@@ -40,6 +39,8 @@ def fit_upload(data: bytes, filename: str, limit: int) -> Fitted | None:
     if len(data) <= limit:
         return Fitted(data, filename, reencoded=False)
     stem = filename.rsplit(".", 1)[0]
+    from PIL import Image  # Pillow loads with the first image to shrink, not at start
+
     with Image.open(io.BytesIO(data)) as source:
         image = source.convert("RGB")
     while True:

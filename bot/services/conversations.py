@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import unicodedata
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.providers.types import ChatMessage
 from bot.store.engine import upsert_insert
-from bot.store.models import Conversation, ConversationMessage
+from bot.store.models import Conversation, ConversationMessage, utcnow
 
 BudgetUnit = Literal["tokens", "chars"]
 
@@ -32,6 +33,8 @@ SPEAKER_NOTE = (
 )
 MAX_NAME_CHARS = 64
 PAGE = 200
+FIRST_PAGE = 64
+"""History is read newest first: a small first page (most contexts fit in it), then larger ones."""
 # Control characters a stored text may not hold (PostgreSQL `text` rejects NUL); newline and tab stay.
 _CONTROL = dict.fromkeys(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
 _CONTROL.update(dict.fromkeys(range(0x7F, 0xA0)))
@@ -47,6 +50,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) + 4
 
 
+@functools.lru_cache(maxsize=4096)
 def clean_display_name(name: str | None) -> str:
     """A display name made safe to show a model: no control characters or line breaks, bounded length."""
     if not name:
@@ -115,6 +119,35 @@ class Turn:
         )
 
 
+_TURN_COLUMNS = (
+    ConversationMessage.id,
+    ConversationMessage.role,
+    ConversationMessage.content,
+    ConversationMessage.author_id,
+    ConversationMessage.author_name,
+    ConversationMessage.model,
+    ConversationMessage.token_estimate,
+    ConversationMessage.incomplete,
+    ConversationMessage.discord_message_ids,
+)
+"""What a context's Turn is built from, in this order: plain rows, no ORM objects, and no `created_at`
+(a context never shows when a message was written; parsing it was a third of a history read)."""
+
+
+def _turn(row: Sequence[Any]) -> Turn:
+    return Turn(
+        id=row[0],
+        role=row[1],
+        content=row[2],
+        author_id=row[3],
+        author_name=row[4],
+        model=row[5],
+        token_estimate=row[6],
+        incomplete=row[7],
+        message_ids=tuple(int(i) for i in row[8] or ()),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ContextBudget:
     """How much history a model gets: `limit` characters or estimated tokens (system prompt included)."""
@@ -175,6 +208,7 @@ class ConversationStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.engine = sessions.kw["bind"]
         self._begun: list[tuple[int, int | None, list[Turn], asyncio.Future[list[int]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._conversations: dict[int, int] = {}
@@ -185,12 +219,13 @@ class ConversationStore:
         if known is not None:
             return known
         insert = upsert_insert(session)
-        await session.execute(
-            insert(Conversation)
-            .values(channel_id=channel_id, guild_id=guild_id)
-            .on_conflict_do_nothing(index_elements=["channel_id"])
+        # One statement whether the row exists or not (the no-op update makes RETURNING answer both ways).
+        statement = insert(Conversation).values(channel_id=channel_id, guild_id=guild_id)
+        found = await session.scalar(
+            statement.on_conflict_do_update(
+                index_elements=["channel_id"], set_={"channel_id": statement.excluded.channel_id}
+            ).returning(Conversation.id)
         )
-        found = await session.scalar(select(Conversation.id).where(Conversation.channel_id == channel_id))
         assert found is not None
         if len(self._conversations) > 100_000:
             self._conversations.clear()
@@ -206,28 +241,37 @@ class ConversationStore:
     async def _insert(
         self, session: AsyncSession, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
     ) -> list[list[int]]:
-        """Insert each group's turns, groups and turns in the order given (ids ascend in that order)."""
-        batches = []
+        """Insert each group's turns, groups and turns in the order given (ids ascend in that order), in
+        one statement."""
+        rows: list[dict[str, Any]] = []
         for channel_id, guild_id, turns in groups:
             conversation_id = await self._conversation_id(session, channel_id, guild_id)
-            rows = [
-                ConversationMessage(
-                    conversation_id=conversation_id,
-                    role=turn.role,
-                    author_id=turn.author_id,
-                    author_name=clean_stored_text(turn.author_name or "")[:100] or None,
-                    content=clean_stored_text(turn.content),
-                    model=turn.model,
-                    token_estimate=turn.token_estimate or estimate_tokens(turn.model_text()),
-                    incomplete=turn.incomplete,
-                    discord_message_ids=[str(i) for i in turn.message_ids],
-                )
+            rows.extend(
+                {
+                    "conversation_id": conversation_id,
+                    "role": turn.role,
+                    "author_id": turn.author_id,
+                    "author_name": clean_stored_text(turn.author_name or "")[:100] or None,
+                    "content": clean_stored_text(turn.content),
+                    "model": turn.model,
+                    "token_estimate": turn.token_estimate or estimate_tokens(turn.model_text()),
+                    "incomplete": turn.incomplete,
+                    "discord_message_ids": [str(i) for i in turn.message_ids],
+                    "created_at": utcnow(),
+                }
                 for turn in turns
-            ]
-            session.add_all(rows)
-            batches.append(rows)
-        await session.flush()
-        return [[row.id for row in rows] for rows in batches]
+            )
+        if not rows:
+            return [[] for _ in groups]
+        # The rows of one VALUES list get ascending ids in their order; RETURNING's order is not promised.
+        ids = iter(
+            sorted(
+                await session.scalars(
+                    insert(ConversationMessage).values(rows).returning(ConversationMessage.id)
+                )
+            )
+        )
+        return [[next(ids) for _ in turns] for _, _, turns in groups]
 
     def begin_turn(
         self, channel_id: int, guild_id: int | None, prompt: Turn, *, model: str | None = None
@@ -334,7 +378,8 @@ class ConversationStore:
         before_id: int | None = None,
         exclude: Collection[int] = (),
     ) -> list[Turn]:
-        """The most recent finished turns that fit `room` (oldest first), read newest-first in pages.
+        """The most recent finished turns that fit `room` (oldest first), read newest-first in pages;
+        their `created_at` is not read (None).
 
         Left out: rows in `exclude` (turns still being answered) and questions whose answer is empty and
         unfinished (a turn cut before any text, e.g. by a crash), with that answer."""
@@ -342,34 +387,35 @@ class ConversationStore:
         used = 0
         cursor = before_id
         skip_question = False
-        async with self.sessions() as session:
+        size = FIRST_PAGE
+        async with self.engine.connect() as connection:
             while True:
                 query = (
-                    select(ConversationMessage)
+                    select(*_TURN_COLUMNS)
                     .join(Conversation)
                     .where(Conversation.channel_id == channel_id)
                     .order_by(ConversationMessage.id.desc())
-                    .limit(PAGE)
+                    .limit(size)
                 )
                 if cursor is not None:
                     query = query.where(ConversationMessage.id < cursor)
-                rows = (await session.scalars(query)).all()
+                rows = (await connection.execute(query)).all()
                 for row in rows:
-                    unanswered = row.role == "assistant" and (
-                        row.id in exclude or (row.incomplete and not row.content)
-                    )
-                    if unanswered or row.id in exclude or (skip_question and row.role == "user"):
+                    row_id, role, content, incomplete = row[0], row[1], row[2], row[7]
+                    unanswered = role == "assistant" and (row_id in exclude or (incomplete and not content))
+                    if unanswered or row_id in exclude or (skip_question and role == "user"):
                         skip_question = unanswered
                         continue
                     skip_question = False
-                    turn = Turn.from_row(row)
+                    turn = _turn(row)
                     used += turn.cost(unit)
                     newest_first.append(turn)
                     if used > room:
                         return fit_history(newest_first, room, unit)
-                if len(rows) < PAGE:
+                if len(rows) < size:
                     return fit_history(newest_first, room, unit)
-                cursor = rows[-1].id
+                cursor = rows[-1][0]
+                size = PAGE
 
     async def count(self, channel_id: int) -> int:
         """How many messages the channel's conversation holds (one query)."""

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import FeatureUnavailable, InvalidInput
+from bot.services.config_cache import ConfigCache
 from bot.services.quotas import SERVER_PLANS
 from bot.store.engine import upsert_insert
 from bot.store.locks import lock_guild_settings
@@ -142,6 +143,34 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
+class GuildSnapshot:
+    """What a guild has stored: its effective settings and its channels' own rows, by channel id."""
+
+    config: GuildConfig
+    channels: Mapping[int, ChannelConfig]
+
+
+_GUILD_COLUMNS = (
+    GuildSettings.chat_model,
+    GuildSettings.image_model,
+    GuildSettings.vision_model,
+    GuildSettings.tts_voice,
+    GuildSettings.disabled_capabilities,
+    GuildSettings.chat_all_channels,
+    GuildSettings.max_input_chars,
+    GuildSettings.quota_bypass_role_id,
+    GuildSettings.log_channel_id,
+    GuildSettings.role_plans,
+)
+_CHANNEL_COLUMNS = (
+    ChannelSettings.channel_id,
+    ChannelSettings.system_prompt,
+    ChannelSettings.chat_enabled,
+    ChannelSettings.chat_model,
+)
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     actor_id: int
@@ -164,40 +193,54 @@ class GuildConfigService:
     """Reads and writes GuildSettings/ChannelSettings. Every write records who/when/old → new in
     `config_audit` in the same transaction; validation happens before anything is written."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, cache: ConfigCache | None = None
+    ) -> None:
         self.sessions = sessions
+        self.cache = cache if cache is not None else ConfigCache()
+        """A guild's settings and channel rows, kept a few seconds (every write here invalidates it)."""
 
     # --- reads ---------------------------------------------------------------------------------
 
-    async def get(self, guild_id: int) -> GuildConfig:
+    async def snapshot(self, guild_id: int) -> GuildSnapshot:
+        """The guild's settings and all its channels' rows, read at most once per cache period."""
+        return await self.cache.get(("guild", guild_id), lambda: self._read_snapshot(guild_id))
+
+    async def _read_snapshot(self, guild_id: int) -> GuildSnapshot:
         async with self.sessions() as session:
-            row = await session.get(GuildSettings, guild_id)
-            switches = (
-                await session.execute(
-                    select(ChannelSettings.channel_id, ChannelSettings.chat_enabled).where(
-                        ChannelSettings.guild_id == guild_id, ChannelSettings.chat_enabled.is_not(None)
-                    )
-                )
+            row = (
+                await session.execute(select(*_GUILD_COLUMNS).where(GuildSettings.guild_id == guild_id))
+            ).first()
+            channel_rows = (
+                await session.execute(select(*_CHANNEL_COLUMNS).where(ChannelSettings.guild_id == guild_id))
             ).all()
-        on = frozenset(cid for cid, enabled in switches if enabled)
-        off = frozenset(cid for cid, enabled in switches if not enabled)
+        channels = {
+            cid: ChannelConfig(cid, prompt, enabled, model) for cid, prompt, enabled, model in channel_rows
+        }
+        on = frozenset(cid for cid, c in channels.items() if c.chat_enabled)
+        off = frozenset(cid for cid, c in channels.items() if c.chat_enabled is False)
         if row is None:
-            return GuildConfig(guild_id=guild_id, chat_channel_ids=on, chat_off_channel_ids=off)
-        return GuildConfig(
-            guild_id=guild_id,
-            chat_model=row.chat_model,
-            image_model=row.image_model,
-            vision_model=row.vision_model,
-            tts_voice=row.tts_voice,
-            disabled_capabilities=frozenset(row.disabled_capabilities or ()),
-            chat_all_channels=row.chat_all_channels,
-            chat_channel_ids=on,
-            chat_off_channel_ids=off,
-            max_input_chars=row.max_input_chars,
-            quota_bypass_role_id=row.quota_bypass_role_id,
-            log_channel_id=row.log_channel_id,
-            role_plans=dict(row.role_plans or {}),
-        )
+            config = GuildConfig(guild_id=guild_id, chat_channel_ids=on, chat_off_channel_ids=off)
+        else:
+            config = GuildConfig(
+                guild_id=guild_id,
+                chat_model=row.chat_model,
+                image_model=row.image_model,
+                vision_model=row.vision_model,
+                tts_voice=row.tts_voice,
+                disabled_capabilities=frozenset(row.disabled_capabilities or ()),
+                chat_all_channels=row.chat_all_channels,
+                chat_channel_ids=on,
+                chat_off_channel_ids=off,
+                max_input_chars=row.max_input_chars,
+                quota_bypass_role_id=row.quota_bypass_role_id,
+                log_channel_id=row.log_channel_id,
+                role_plans=dict(row.role_plans or {}),
+            )
+        return GuildSnapshot(config, channels)
+
+    async def get(self, guild_id: int) -> GuildConfig:
+        return (await self.snapshot(guild_id)).config
 
     async def chat_settings(
         self, guild_id: int | None, channel_id: int, parent_id: int | None = None
@@ -206,20 +249,17 @@ class GuildConfigService:
         from its parent channel. In a DM nothing is read: guild settings never apply there."""
         if guild_id is None:
             return ChannelChatSettings()
-        async with self.sessions() as session:
-            guild = await session.get(GuildSettings, guild_id)
-            own = await session.get(ChannelSettings, channel_id)
-            parent = await session.get(ChannelSettings, parent_id) if parent_id else None
-        rows = [r for r in (own, parent) if r is not None]
+        snapshot = await self.snapshot(guild_id)
+        guild = snapshot.config
+        rows = [c for c in (snapshot.channels.get(channel_id), snapshot.channels.get(parent_id or 0)) if c]
         return ChannelChatSettings(
             guild_id=guild_id,
             system_prompt=next((r.system_prompt for r in rows if r.system_prompt), None),
-            model=next((r.chat_model for r in rows if r.chat_model), None)
-            or (guild.chat_model if guild else None),
-            max_input_chars=guild.max_input_chars if guild else None,
-            capability_on=not (guild and "chat" in (guild.disabled_capabilities or ())),
+            model=next((r.chat_model for r in rows if r.chat_model), None) or guild.chat_model,
+            max_input_chars=guild.max_input_chars,
+            capability_on=guild.is_enabled("chat"),
             channel_switch=_nearest(*(r.chat_enabled for r in rows)),
-            all_channels=guild.chat_all_channels if guild else CHAT_EVERYWHERE_DEFAULT,
+            all_channels=guild.chat_all_channels,
         )
 
     async def channel(self, channel_id: int) -> ChannelConfig:
@@ -292,7 +332,8 @@ class GuildConfigService:
             setattr(row, column, value)
             self._record(session, guild_id, actor_id, setting, old, value)
             await session.commit()
-            return old
+        self.cache.invalidate()
+        return old
 
     async def set_model(
         self, guild_id: int, actor_id: int, kind: str, model: str | None, *, known: Collection[str]
@@ -328,6 +369,7 @@ class GuildConfigService:
             row.disabled_capabilities = new
             self._record(session, guild_id, actor_id, "disabled_capabilities", old, new)
             await session.commit()
+        self.cache.invalidate()
 
     async def set_chat_all_channels(self, guild_id: int, actor_id: int, enabled: bool) -> None:
         await self._set_guild(guild_id, actor_id, "chat_all_channels", "chat_all_channels", enabled)
@@ -377,6 +419,7 @@ class GuildConfigService:
             row.role_plans = plans
             self._record(session, guild_id, actor_id, "role_plan", old, plan, target_id=role_id)
             await session.commit()
+        self.cache.invalidate()
 
     async def set_chat_channel(
         self,
@@ -395,6 +438,7 @@ class GuildConfigService:
             row.chat_enabled = enabled
             self._record(session, guild_id, actor_id, "chat_channel", old, enabled, target_id=channel_id)
             await session.commit()
+        self.cache.invalidate()
 
     async def set_system_prompt(
         self,
@@ -418,3 +462,4 @@ class GuildConfigService:
             row.system_prompt = prompt
             self._record(session, guild_id, actor_id, "system_prompt", old, prompt, target_id=channel_id)
             await session.commit()
+        self.cache.invalidate()

@@ -7,8 +7,6 @@ import io
 import logging
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
 from bot.errors import ConcordError
 from bot.providers import (
     FluxRequest,
@@ -54,6 +52,8 @@ def checked_image(data: bytes, stem: str, *, source_url: str | None = None) -> I
     """Bytes that Pillow can open as an image, named by their real format; anything else is refused."""
     if not data:
         raise GenerationFailed(EMPTY_IMAGE)
+    from PIL import Image, UnidentifiedImageError  # Pillow loads with the first image, not at start
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format or ""

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import InvalidInput
+from bot.services.config_cache import ConfigCache
 from bot.store.models import OperatorGrant
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,17 @@ class PlanGrants:
         *,
         known_plans: Collection[str],
         clock: Callable[[], float] = time.time,
+        cache: ConfigCache | None = None,
     ) -> None:
         self.sessions = sessions
         self.known_plans = known_plans
         self.clock = clock
+        self.cache = cache
+        """The plans QuotaService keeps for a few seconds; a grant or revoke here invalidates them."""
+
+    def _changed(self) -> None:
+        if self.cache is not None:
+            self.cache.invalidate()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -115,6 +123,7 @@ class PlanGrants:
             )
             session.add(row)
             await session.commit()
+            self._changed()
             info = GrantInfo(row.id, subject_type, subject_id, plan, expires_at, actor_id)
         log.info(
             "Owner %s granted %s %s the %s plan until %s",
@@ -135,6 +144,7 @@ class PlanGrants:
                 .values(revoked_at=self.now(), revoked_by=actor_id)
             )
             await session.commit()
+        self._changed()
         ended = int(getattr(result, "rowcount", 0) or 0)
         log.info("Owner %s revoked the grant of %s %s (%d ended)", actor_id, subject_type, subject_id, ended)
         return ended

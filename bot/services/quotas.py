@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Integer, and_, bindparam, case, delete, literal_column, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
-from bot.store.engine import upsert_insert
-from bot.store.models import GuildSettings, OperatorGrant, QuotaUsage
+from bot.services.config_cache import ConfigCache
+from bot.store.engine import dialect_insert
+from bot.store.models import OperatorGrant, QuotaUsage
+
+if TYPE_CHECKING:
+    from bot.services.guild_config import GuildConfigService
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,11 @@ BUILTIN_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN, "u
 SERVER_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN}
 GLOBAL_SCOPE = 0
 """The scope of a user's global allowance; a server's own caps are counted under its guild id."""
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they are stored in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def discord_relative(timestamp: float) -> str:
@@ -314,25 +322,103 @@ def window_start(window: Window, now: float) -> int:
     return int(now // length) * length
 
 
+@dataclass
+class _Take:
+    """One call's request for units: its capped windows as (scope, window, cap, window start)."""
+
+    subject_id: int
+    feature: str
+    units: int
+    wanted: list[tuple[int, Window, int, int]]
+    future: asyncio.Future[Grant | Denial] | None = None
+    abandoned: bool = False
+    """Its caller was cancelled while it waited: a grant made for it is given back."""
+
+
+MAX_BATCH = 32
+"""The most takes one SQLite statement carries (each of a distinct user and feature)."""
+
+
 class WindowCounter:
     """Fixed-window counters in `quota_usage`, changed only by single atomic statements.
 
-    Taking units is ONE statement for every capped window of every scope:
-    `INSERT ... VALUES (each window) ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= cap
-    RETURNING ...`. A window at its cap returns no row; then the transaction rolls back, so no window
-    is charged. It works the same on SQLite and PostgreSQL.
+    Taking units is ONE statement for every capped window: `INSERT ... VALUES (each window) ON CONFLICT DO
+    UPDATE SET used = used + n WHERE used + n <= cap RETURNING ...`. A window at its cap returns no row; the
+    windows of that call which were charged are given back in the same transaction, before its commit, so
+    no other connection ever sees a partial charge. It works the same on SQLite and PostgreSQL.
+
+    On SQLite, which has one writer at a time anyway, the calls waiting while a statement runs are taken
+    together: one statement and one commit for up to MAX_BATCH calls of distinct (user, feature), each still
+    granted or denied on its own rows. On PostgreSQL each call is its own transaction (row locks, in one
+    order: scope, then minute, hour, day, so no deadlocks).
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = time.time) -> None:
         self.sessions = sessions
         self.clock = clock
         bind = sessions.kw.get("bind")
-        # SQLite has one writer at a time; queueing this process's writers here, instead of in SQLite's
-        # busy handler (which sleeps and retries, unfairly), keeps every wait short under contention.
-        self._sqlite_writes = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+        if not isinstance(bind, AsyncEngine):
+            raise TypeError("the quota counters need a session factory bound to an AsyncEngine")
+        self.engine = bind
+        """Counters are taken on a bare connection with precompiled SQL: no ORM session, no recompiling."""
+        self._sql: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._batched = bind.dialect.name == "sqlite"
+        self._queue: list[_Take] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
-    def _one_writer(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        return self._sqlite_writes if self._sqlite_writes is not None else contextlib.nullcontext()
+    def _take_sql(self, rows: int) -> tuple[str, tuple[str, ...]]:
+        """The upsert of `rows` window rows as the database's SQL and its parameters' order, compiled once
+        per row count (SQLAlchemy does not cache an upsert's compilation). Row i's parameters: `u{i}` user,
+        `s{i}` scope, `f{i}` feature, `w{i}` window, `t{i}` window start, `n{i}` units, `c{i}` cap."""
+        found = self._sql.get(rows)
+        if found is not None:
+            return found
+        insert = dialect_insert(self.engine.dialect.name)
+        statement = insert(QuotaUsage).values(
+            [
+                {
+                    "user_id": bindparam(f"u{i}"),
+                    "scope": bindparam(f"s{i}"),
+                    "feature": bindparam(f"f{i}"),
+                    "window": bindparam(f"w{i}"),
+                    "window_start": bindparam(f"t{i}"),
+                    "used": bindparam(f"n{i}", type_=Integer),
+                }
+                for i in range(rows)
+            ]
+        )
+        cap_of_row = case(
+            *(
+                (
+                    and_(
+                        QuotaUsage.user_id == bindparam(f"u{i}"),
+                        QuotaUsage.scope == bindparam(f"s{i}"),
+                        QuotaUsage.feature == bindparam(f"f{i}"),
+                        QuotaUsage.window == bindparam(f"w{i}"),
+                    ),
+                    bindparam(f"c{i}", type_=Integer),
+                )
+                for i in range(rows)
+            ),
+            else_=literal_column("0"),
+        )
+        upsert = statement.on_conflict_do_update(
+            index_elements=["user_id", "scope", "feature", "window", "window_start"],
+            set_={"used": QuotaUsage.used + statement.excluded.used},
+            where=QuotaUsage.used + statement.excluded.used <= cap_of_row,
+        ).returning(
+            QuotaUsage.user_id, QuotaUsage.scope, QuotaUsage.feature, QuotaUsage.window, QuotaUsage.used
+        )
+        compiled = upsert.compile(dialect=self.engine.dialect)
+        order = tuple(compiled.positiontup or ())
+        if not order:  # a named paramstyle: neither SQLite's nor asyncpg's
+            raise RuntimeError(f"unexpected paramstyle {self.engine.dialect.paramstyle!r}")
+        found = (str(compiled), order)
+        if len(self._sql) > 4 * MAX_BATCH:
+            self._sql.clear()
+        self._sql[rows] = found
+        return found
 
     async def take(
         self, subject_id: int, feature: str, caps: Limits, units: int = 1, *, scope: int = GLOBAL_SCOPE
@@ -358,48 +444,122 @@ class WindowCounter:
                 wanted.append((scope, window, cap, start))
         if not wanted:
             return Grant(subject_id, feature, units, ())
-        async with self._one_writer(), self.sessions() as session:
-            insert = upsert_insert(session)
-            cap_of_row = case(
-                *(
-                    (and_(QuotaUsage.scope == scope, QuotaUsage.window == window.value), cap)
-                    for scope, window, cap, _ in wanted
-                ),
-                else_=0,
-            )
-            statement = (
-                insert(QuotaUsage)
-                .values(
-                    [
-                        {
-                            "user_id": subject_id,
-                            "scope": scope,
-                            "feature": feature,
-                            "window": window.value,
-                            "window_start": start,
-                            "used": units,
-                        }
-                        for scope, window, _, start in wanted
-                    ]
+        take = _Take(subject_id, feature, units, wanted)
+        if not self._batched:
+            async with self.engine.connect() as connection:
+                [outcome] = await self._run(connection, [take])
+                await connection.commit()
+            return outcome
+        take.future = future = asyncio.get_running_loop().create_future()
+        self._queue.append(take)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The caller is gone: units granted for it are given back (now, or by the drainer when its
+            # statement ends), so a cancelled call charges nothing.
+            take.abandoned = True
+            if future.done() and not future.cancelled() and future.exception() is None:
+                outcome = future.result()
+                if isinstance(outcome, Grant):
+                    self._spawn(self.give_back(outcome))
+            raise
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drain(self) -> None:
+        """Run the queued takes, a batch of distinct (user, feature) at a time, until none is left."""
+        while self._queue:
+            batch: list[_Take] = []
+            later: list[_Take] = []
+            seen: set[tuple[int, str]] = set()
+            for take in self._queue:
+                key = (take.subject_id, take.feature)
+                if key in seen or len(batch) == MAX_BATCH:
+                    later.append(take)  # the same user's next call waits for this one's answer
+                else:
+                    seen.add(key)
+                    batch.append(take)
+            self._queue = later
+            try:
+                async with self.engine.connect() as connection:
+                    outcomes = await self._run(connection, batch)
+                    await connection.commit()
+            except BaseException as exc:
+                failed = batch if isinstance(exc, Exception) else [*batch, *self._queue]
+                for take in failed:
+                    if take.future is not None and not take.future.done():
+                        take.future.set_exception(
+                            exc if isinstance(exc, Exception) else RuntimeError("stopped")
+                        )
+                if not isinstance(exc, Exception):
+                    self._queue = []
+                    raise
+                continue
+            for take, outcome in zip(batch, outcomes, strict=True):
+                if take.abandoned and isinstance(outcome, Grant):
+                    self._spawn(self.give_back(outcome))
+                elif take.future is not None and not take.future.done():
+                    take.future.set_result(outcome)
+
+    async def _run(self, connection: AsyncConnection, takes: Sequence[_Take]) -> list[Grant | Denial]:
+        """One statement for every window of `takes`; a denied take's charged windows are given back in
+        the same transaction (the caller commits)."""
+        params: dict[str, Any] = {}
+        i = 0
+        for take in takes:
+            for scope, window, cap, start in take.wanted:
+                params.update(
+                    {
+                        f"u{i}": take.subject_id,
+                        f"s{i}": scope,
+                        f"f{i}": take.feature,
+                        f"w{i}": window.value,
+                        f"t{i}": start,
+                        f"n{i}": take.units,
+                        f"c{i}": cap,
+                    }
                 )
-                .on_conflict_do_update(
-                    index_elements=["user_id", "scope", "feature", "window", "window_start"],
-                    set_={"used": QuotaUsage.used + units},
-                    where=QuotaUsage.used + units <= cap_of_row,
-                )
-                .returning(QuotaUsage.scope, QuotaUsage.window, QuotaUsage.used)
+                i += 1
+        sql, order = self._take_sql(i)
+        result = await connection.exec_driver_sql(sql, tuple(params[name] for name in order))
+        rows: Sequence[Any] = result.all()
+        used: dict[tuple[int, int, str, str], int] = {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
+        outcomes: list[Grant | Denial] = []
+        for take in takes:
+            got = [
+                used.get((take.subject_id, scope, take.feature, w.value)) for scope, w, _, _ in take.wanted
+            ]
+            denied = next(
+                (claim for claim, count in zip(take.wanted, got, strict=True) if count is None), None
             )
-            rows = {(scope, window): used for scope, window, used in await session.execute(statement)}
-            for scope, window, cap, start in wanted:
-                if (scope, window.value) not in rows:
-                    await session.rollback()
-                    return Denial(window, cap, start + WINDOW_SECONDS[window], scope)
-            await session.commit()
-        taken = tuple(
-            TakenWindow(window, start, rows[(scope, window.value)], cap, scope)
-            for scope, window, cap, start in wanted
-        )
-        return Grant(subject_id, feature, units, taken)
+            if denied is None:
+                taken = tuple(
+                    TakenWindow(window, start, count or 0, cap, scope)
+                    for (scope, window, cap, start), count in zip(take.wanted, got, strict=True)
+                )
+                outcomes.append(Grant(take.subject_id, take.feature, take.units, taken))
+                continue
+            scope, window, cap, start = denied
+            outcomes.append(Denial(window, cap, start + WINDOW_SECONDS[window], scope))
+            for (c_scope, c_window, _, c_start), count in zip(take.wanted, got, strict=True):
+                if count is not None:  # charged before the denial was known: give it back
+                    await connection.execute(
+                        update(QuotaUsage)
+                        .where(
+                            QuotaUsage.user_id == take.subject_id,
+                            QuotaUsage.scope == c_scope,
+                            QuotaUsage.feature == take.feature,
+                            QuotaUsage.window == c_window.value,
+                            QuotaUsage.window_start == c_start,
+                        )
+                        .values(used=QuotaUsage.used - take.units)
+                    )
+        return outcomes
 
     async def give_back(self, grant: Grant) -> None:
         """Return a grant's units to the windows they were taken from (a no-op once a window has passed)."""
@@ -562,9 +722,18 @@ class QuotaService:
         clock: Clock = time.time,
         default_plan: str = "free",
         plans: Mapping[str, Plan] | None = None,
+        cache: ConfigCache | None = None,
+        guild_config: GuildConfigService | None = None,
     ) -> None:
         self.sessions = sessions
         self.counter = WindowCounter(sessions, clock=clock)
+        self.cache = cache if cache is not None else ConfigCache()
+        if guild_config is None:
+            from bot.services.guild_config import GuildConfigService  # it imports this module's plans
+
+            guild_config = GuildConfigService(sessions, cache=self.cache)
+        self.guild_config = guild_config
+        """Where a server's role plans and bypass role are read (its cached snapshot)."""
         self.plans: dict[str, Plan] = {**BUILTIN_PLANS, **(plans or {})}
         if default_plan not in self.plans:
             raise ValueError(f"unknown default plan {default_plan!r}")
@@ -581,8 +750,24 @@ class QuotaService:
     async def context(
         self, user_id: int | None, guild_id: int | None, role_ids: Iterable[int] = ()
     ) -> PlanContext:
-        """Both plans for a call, read in one session: active grants, then the server's role plans."""
+        """Both plans for a call: the active operator grants and the server's role plans, each kept for a
+        few seconds (see ConfigCache), so a turn usually reads neither."""
+        granted = await self.cache.get(
+            ("grants", user_id, guild_id), lambda: self._read_grants(user_id, guild_id)
+        )
         now = datetime.fromtimestamp(self.clock(), UTC)
+        plans = [plan for plan, expires_at in granted if expires_at is None or _aware(expires_at) > now]
+        global_plan = combine_plans([self.operator_plan(n) for n in plans]) if plans else self.default_plan
+        server_plan = None
+        if guild_id is not None:
+            config = await self.guild_config.get(guild_id)
+            server_plan = resolve_plan(guild_id, role_ids, config.role_plans, config.quota_bypass_role_id)
+        return PlanContext(global_plan, server_plan, guild_id)
+
+    async def _read_grants(
+        self, user_id: int | None, guild_id: int | None
+    ) -> tuple[tuple[str, datetime | None], ...]:
+        """The subjects' unrevoked grants with their ends (expiry is judged when they are used)."""
         subjects = []
         if user_id is not None:
             subjects.append(and_(OperatorGrant.subject_type == "user", OperatorGrant.subject_id == user_id))
@@ -590,28 +775,15 @@ class QuotaService:
             subjects.append(
                 and_(OperatorGrant.subject_type == "server", OperatorGrant.subject_id == guild_id)
             )
+        if not subjects:
+            return ()
         async with self.sessions() as session:
-            granted: list[str] = []
-            if subjects:
-                granted = list(
-                    await session.scalars(
-                        select(OperatorGrant.plan).where(
-                            or_(*subjects),
-                            OperatorGrant.revoked_at.is_(None),
-                            or_(OperatorGrant.expires_at.is_(None), OperatorGrant.expires_at > now),
-                        )
-                    )
+            rows = await session.execute(
+                select(OperatorGrant.plan, OperatorGrant.expires_at).where(
+                    or_(*subjects), OperatorGrant.revoked_at.is_(None)
                 )
-            settings = await session.get(GuildSettings, guild_id) if guild_id is not None else None
-        global_plan = (
-            combine_plans([self.operator_plan(n) for n in granted]) if granted else self.default_plan
-        )
-        server_plan = (
-            resolve_plan(guild_id, role_ids, settings.role_plans or {}, settings.quota_bypass_role_id)
-            if settings is not None
-            else None
-        )
-        return PlanContext(global_plan, server_plan, guild_id)
+            )
+            return tuple((plan, expires_at) for plan, expires_at in rows)
 
     async def plan_for(
         self, guild_id: int | None, role_ids: Iterable[int] = (), *, user_id: int | None = None

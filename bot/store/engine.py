@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -49,9 +48,18 @@ async def ping(engine: AsyncEngine) -> float:
 
 def upsert_insert(session: AsyncSession) -> Any:
     """The dialect's `insert` construct, which has `on_conflict_do_update/nothing` (SQLite and PostgreSQL)."""
-    name = session.get_bind().dialect.name
+    return dialect_insert(session.get_bind().dialect.name)
+
+
+def dialect_insert(name: str) -> Any:
+    """`insert` of the SQLite or PostgreSQL dialect (imported on first use: a SQLite bot never loads the
+    PostgreSQL dialect, 2 MB)."""
     if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert
     if name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert
     raise RuntimeError(f"Concord's store needs SQLite or PostgreSQL, not {name}")

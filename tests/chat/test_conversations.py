@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import InvalidInput
@@ -243,3 +244,33 @@ async def test_a_long_export_is_split_under_the_upload_limit_or_refused(
     assert b"".join(data) == whole.fp.read()
     with pytest.raises(InvalidInput, match="too long to export"):
         await export_files(store, CHANNEL, title="t", limit=1024)
+
+
+async def test_questions_begun_together_are_one_insert_and_a_turn_costs_three_statements(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    store = ConversationStore(db_sessions)
+    await store.append(CHANNEL, GUILD, exchange(0))  # the conversation row exists (as after a first turn)
+    engine = db_sessions.kw["bind"].sync_engine
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        first = store.begin_turn(CHANNEL, GUILD, exchange(1)[0])
+        second = store.begin_turn(CHANNEL + 1, GUILD, exchange(2)[0])  # a new channel's conversation
+        third = store.begin_turn(CHANNEL, GUILD, exchange(3)[0])
+        ids = [await first, await second, await third]
+        history = await store.recent(CHANNEL, 10_000, "chars", before_id=ids[2][0], exclude=set(ids[0]))
+        await store.replace_reply(ids[2][1], content="done", model="m", incomplete=False, message_ids=[9])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    flat = [row_id for pair in ids for row_id in pair]
+    assert flat == sorted(flat) and len(set(flat)) == 6  # ids ascend in the order the turns were begun
+    # The new channel's conversation (one upsert), every question and answer (one insert), the history
+    # (one select), the finished answer (one update).
+    assert sent == ["INSERT", "INSERT", "SELECT", "UPDATE"]
+    assert [t.content.split()[1] for t in history] == ["0", "0"]
+    assert [t.id for t in await store.all_turns(CHANNEL)] == [*range(flat[0] - 2, flat[0]), *ids[0], *ids[2]]

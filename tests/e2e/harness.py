@@ -62,7 +62,7 @@ def emulator_settings(emu: DiscordEmulator, database_url: str, **overrides: Any)
         "fetch_allowlist": ["127.0.0.1"],
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @contextlib.asynccontextmanager

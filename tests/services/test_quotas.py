@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import load_settings
@@ -19,7 +19,10 @@ from bot.services.plans_file import load_plans_file
 from bot.services.quotas import (
     FREE_PLAN,
     PREMIUM_PLAN,
+    Denial,
     Feature,
+    Grant,
+    Plan,
     QuotaExceeded,
     QuotaService,
     Window,
@@ -398,3 +401,75 @@ def test_a_plans_file_defines_plans_and_its_errors_name_the_key(tmp_path: Path) 
         assert "QUOTA_PLANS_FILE" in str(raised.value)
     with pytest.raises(ConfigError, match="QUOTA_DEFAULT_PLAN"):
         load_settings(None, quota_default_plan="gold")
+
+
+# --- one statement for many calls (SQLite), and a denial charges nothing -----------------------------
+
+
+def _tight_quotas(sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> QuotaService:
+    """LLM: 100 a minute but 1 a day, so the day denies while the minute window still has room."""
+    tight = Plan("tight", {Feature.LLM: {Window.MINUTE: 100, Window.DAY: 1}}, None)
+    return QuotaService(sessions, clock=clock, plans={"tight": tight}, default_plan="tight")
+
+
+async def _usage(sessions: async_sessionmaker[AsyncSession], user: int) -> dict[str, int]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(QuotaUsage.window, QuotaUsage.used).where(QuotaUsage.user_id == user)
+        )
+        return {window: used for window, used in rows}
+
+
+async def _denied_call_charges_nothing(sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> None:
+    quotas = _tight_quotas(sessions, clock)
+    await quotas.consume(USER, Feature.LLM)  # the day is used up; the minute has 99 left
+    others = [USER + 1, USER + 2]
+    caps = quotas.default_plan.caps(Feature.LLM)
+    outcomes = await asyncio.gather(
+        *(quotas.counter.take(user, Feature.LLM.value, caps) for user in [USER, *others])
+    )
+    assert isinstance(outcomes[0], Denial) and outcomes[0].window is Window.DAY
+    assert all(isinstance(outcome, Grant) for outcome in outcomes[1:])
+    assert await _usage(sessions, USER) == {"minute": 1, "day": 1}  # the denied call's minute given back
+    for user in others:
+        assert await _usage(sessions, user) == {"minute": 1, "day": 1}
+
+
+async def test_calls_waiting_together_are_one_statement_and_a_denied_one_charges_nothing_sqlite(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    engine = db_sessions.kw["bind"].sync_engine
+    inserts: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO QUOTA_USAGE"):
+            inserts.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await _denied_call_charges_nothing(db_sessions, clock)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(inserts) == 2  # the first call alone, then the three waiting calls in one statement
+
+
+async def test_a_denied_call_charges_nothing_postgresql(pg_engine: AsyncEngine, clock: FakeClock) -> None:
+    await _denied_call_charges_nothing(create_sessionmaker(pg_engine), clock)
+
+
+async def test_a_call_cancelled_while_its_statement_runs_charges_nothing_sqlite(
+    db_sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    quotas = QuotaService(db_sessions, clock=clock)
+    counter = quotas.counter
+    caps = FREE_PLAN.caps(Feature.LLM)
+    waiting = asyncio.ensure_future(counter.take(USER, Feature.LLM.value, caps))
+    await asyncio.sleep(0)  # queued; the statement is under way
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert counter._drainer is not None
+    await counter._drainer
+    await asyncio.gather(*counter._background)
+    assert await _usage(db_sessions, USER) == {"minute": 0, "day": 0}
+    assert isinstance(await counter.take(USER, Feature.LLM.value, caps), Grant)  # and the counter goes on
