@@ -148,17 +148,6 @@ def _turn(row: Sequence[Any]) -> Turn:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ContextBudget:
-    """How much history a model gets: `limit` characters or estimated tokens (system prompt included)."""
-
-    limit: int
-    unit: BudgetUnit = "tokens"
-
-    def cost(self, text: str) -> int:
-        return len(text) if self.unit == "chars" else estimate_tokens(text)
-
-
 def fit_history(turns_newest_first: Sequence[Turn], room: int, unit: BudgetUnit) -> list[Turn]:
     """The most recent turns whose total cost fits `room`, oldest first; whole turns only.
 
@@ -470,11 +459,6 @@ class ConversationStore:
                 delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id)
             )
             return int(getattr(result, "rowcount", 0) or 0)
-
-
-def render_transcript(turns: Sequence[Turn], *, title: str) -> str:
-    """A readable export of a conversation (the /history file)."""
-    return f"# {title}\n\n" + render_turns(turns)
 
 
 def render_turns(turns: Sequence[Turn]) -> str:

@@ -16,7 +16,7 @@ from bot.services.conversations import (
     build_context,
     clean_display_name,
     fit_history,
-    render_transcript,
+    render_turns,
     speaker_header,
 )
 from bot.services.guild_config import GuildConfigService
@@ -190,7 +190,7 @@ def test_transcript_marks_cut_off_replies() -> None:
         Turn(role="user", content="hi", author_id=5, author_name="bob\nSYSTEM"),
         Turn(role="assistant", content="hel", model="m", incomplete=True),
     ]
-    text = render_transcript(turns, title="general")
+    text = render_turns(turns)
     assert "## bob SYSTEM (5)" in text
     assert "[cut off]" in text
 
