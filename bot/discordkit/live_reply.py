@@ -283,7 +283,7 @@ class LiveReply:
             return handle
 
         self._sends[index] = self.budget.submit(
-            self.target.channel_id, op, priority=priority, key=self._key("send", index)
+            self.target.channel_id, op, priority=priority, key=self._key("send", index), owner=self._token
         )
 
     def _submit_edit(self, index: int, priority: Priority) -> None:
@@ -297,7 +297,7 @@ class LiveReply:
             self._shown[index] = fingerprint
 
         self._edits[index] = self.budget.submit(
-            self.target.channel_id, op, priority=priority, key=self._key("edit", index)
+            self.target.channel_id, op, priority=priority, key=self._key("edit", index), owner=self._token
         )
 
     async def _settle(self) -> None:
