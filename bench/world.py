@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,10 +152,17 @@ async def wait_until(predicate: Any, timeout: float, what: str) -> None:  # noqa
 
 @contextlib.asynccontextmanager
 async def bench_world(
-    folder: Path, *, channels: int = 5, users: int = 20, extra_env: dict[str, str] | None = None
+    folder: Path,
+    *,
+    channels: int = 5,
+    users: int = 20,
+    extra_env: dict[str, str] | None = None,
+    extra_gateways: Sequence[GatewayEmulator] = (),
 ) -> AsyncIterator[Bench]:
     """Start both emulators, build a guild with `channels` text channels and `users` members, start the
-    instrumented bot (commands synced to the guild), and lift the chat quota with `/config plan`."""
+    instrumented bot (commands synced to the guild), and lift the quota: the operator's global plan is
+    `unlimited` and the server's own caps (`/config plan`) are generous, so every turn still counts
+    quota in the database. `extra_gateways` (started by the caller) follow the chat gateway."""
     emu = DiscordEmulator()
     await emu.start()
     gateway = GatewayEmulator("openai")
@@ -172,9 +179,21 @@ async def bench_world(
             world.guild.add_member(user)
             members.append(user)
         providers = write_providers_file(
-            folder, [gateway], name="emu", first_byte_timeout=10, idle_timeout=10, retries=0
+            folder,
+            [gateway, *extra_gateways],
+            name=None if extra_gateways else "emu",
+            first_byte_timeout=10,
+            idle_timeout=10,
+            retries=0,
         )
-        env = bot_env(emu, folder, PROVIDERS_FILE=str(providers), DEV_GUILD_ID=str(world.guild.id))
+        env = bot_env(
+            emu,
+            folder,
+            PROVIDERS_FILE=str(providers),
+            DEV_GUILD_ID=str(world.guild.id),
+            QUOTA_DEFAULT_PLAN="unlimited",
+            FETCH_ALLOWLIST="127.0.0.1",
+        )
         env.update(extra_env or {})
         bot = await BotProcess.spawn(env, folder)
         await emu.wait_until_ready(timeout=30)

@@ -18,7 +18,6 @@ from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError, InvalidInput
-from bot.providers.models import is_closed_source
 from bot.store.engine import upsert_insert
 from bot.store.models import GuildSettings, OperatorGrant, QuotaUsage
 
@@ -117,11 +116,6 @@ BUILTIN_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN, "u
 SERVER_PLANS: dict[str, Plan] = {"free": FREE_PLAN, "premium": PREMIUM_PLAN}
 GLOBAL_SCOPE = 0
 """The scope of a user's global allowance; a server's own caps are counted under its guild id."""
-
-
-def chat_feature_for(model: str) -> Feature:
-    """LLM or CLOSED_LLM for a chat model id (closed-source models have the seed's stricter plan)."""
-    return Feature.CLOSED_LLM if is_closed_source(model) else Feature.LLM
 
 
 def discord_relative(timestamp: float) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import load_settings
 from bot.errors import ConfigError, InvalidInput
 from bot.providers.errors import ProviderUnavailable
+from bot.providers.models import is_closed_source
 from bot.services.plan_grants import PlanGrants, parse_expiry
 from bot.services.plans_file import load_plans_file
 from bot.services.quotas import (
@@ -22,7 +23,6 @@ from bot.services.quotas import (
     QuotaExceeded,
     QuotaService,
     Window,
-    chat_feature_for,
     parse_custom_limits,
     resolve_plan,
 )
@@ -216,10 +216,10 @@ def test_custom_limits_parse_and_reject_nonsense() -> None:
 
 
 def test_closed_source_models_count_separately() -> None:
-    assert chat_feature_for("gpt-4o") is Feature.CLOSED_LLM
-    assert chat_feature_for("claude-3-opus") is Feature.CLOSED_LLM
-    assert chat_feature_for("llama-3-70b") is Feature.LLM
-    assert chat_feature_for("mixtral-8x7b") is Feature.LLM
+    assert is_closed_source("gpt-4o")
+    assert is_closed_source("claude-3-opus")
+    assert not is_closed_source("llama-3-70b")
+    assert not is_closed_source("mixtral-8x7b")
 
 
 async def test_zero_cap_means_the_feature_is_off(
