@@ -315,6 +315,18 @@ async def test_final_text_is_prompt_while_other_bot_messages_share_the_channel(
     assert discord_emu.rate_limited == []
 
 
+async def test_chat_command_replies_leave_the_channels_write_budget_to_its_messages(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    # /chat answers through the interaction's webhook, which Discord limits per interaction: turns back to
+    # back in one channel take nothing from the budget that channel messages (mention replies) share.
+    for n in range(3):
+        itx = await discord_emu.run_command(world.member, "chat", {"prompt": f"q{n}"}, channel=world.general)
+        await itx.wait_for(lambda i: is_final(i.original), timeout=10)
+    assert chat_bot.write_budget.recent_writes(world.general.id) == 0
+    assert chat_bot.write_budget.stats.writes >= 6  # each turn's writes still went through the budget
+
+
 async def test_long_replies_continue_in_new_messages_without_breaking_code(
     discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
 ) -> None:
