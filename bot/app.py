@@ -14,6 +14,7 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.discordkit.rate_headers import rate_limit_trace
 from bot.discordkit.tree import ConcordTree
 from bot.discordkit.voice_queue import VoiceManager, VoiceOptions
 from bot.discordkit.write_budget import ChannelWriteBudget
@@ -85,8 +86,12 @@ class Concord(commands.AutoShardedBot):
         providers: ProviderClient,
         extensions: tuple[str, ...] = EXTENSIONS,
     ) -> None:
+        # Every write the bot makes in a channel goes through one budget, whichever cog makes it; Discord's
+        # rate-limit headers on those writes keep the budget's view of each channel's window exact.
+        write_budget = ChannelWriteBudget()
         super().__init__(
             command_prefix=commands.when_mentioned,
+            http_trace=rate_limit_trace(write_budget),
             help_command=None,
             intents=build_intents(settings),
             tree_cls=ConcordTree,
@@ -104,8 +109,7 @@ class Concord(commands.AutoShardedBot):
         self.db_sessions = db_sessions
         self.providers = providers
         # The shared services, built once here; cogs reach them as `self.bot.<name>` and build none.
-        # Every write the bot makes in a channel goes through one budget, whichever cog makes it.
-        self.write_budget = ChannelWriteBudget()
+        self.write_budget = write_budget
         self.shutdown_hooks: list[Callable[[float], Awaitable[None]]] = []
         """Run by `shutdown()` on SIGTERM/SIGINT; a cog with work in flight adds one in cog_load."""
         # Guild settings and operator grants, kept a few seconds; a write through these services clears it.

@@ -95,7 +95,10 @@ class Settings(BaseModel):
         default="tokens", description="Unit of CHAT_HISTORY_BUDGET: estimated tokens or characters."
     )
     chat_max_concurrency: int = Field(
-        default=8, ge=1, le=1000, description="Chat replies being generated at once across all channels."
+        default=32,
+        ge=1,
+        le=1000,
+        description="Chat replies generated at once across all channels (provider calls are cheap I/O).",
     )
     chat_busy_wait: float = Field(
         default=5.0, ge=0, le=300, description="Seconds a turn waits for a free slot before 'busy' is shown."

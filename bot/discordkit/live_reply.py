@@ -1,8 +1,9 @@
 """A reply that grows while a model writes: first message at the first tokens, paced edits, 2000-char pages.
 
 Every send and edit goes through the bot's ChannelWriteBudget, so a streamed reply shares the channel's
-write budget with everything else the bot posts there. Interim edits are coalesced and paced by
-`edit_interval`; the edits that finish the reply are FINAL and go out at once.
+write budget with everything else the bot posts there (a reply to an interaction goes to the interaction's
+webhook, which Discord limits per interaction: it has a budget of its own). Interim edits are coalesced
+and paced by `edit_interval`; the edits that finish the reply are FINAL and go out at once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class ReplyTarget(Protocol):
     """Where a reply's pages go: a channel (mention, reply, DM) or an interaction's webhook."""
 
     channel_id: int
+    budget_key: int
+    """The write budget its writes share: the channel's, or for an interaction its own webhook's (Discord
+    limits an interaction's response and followups per interaction token, not per channel)."""
 
     async def send(self, content: str, view: discord.ui.View | None, *, first: bool) -> Any: ...
 
@@ -52,6 +56,7 @@ class ChannelTarget:
     def __init__(self, channel: discord.abc.Messageable, channel_id: int, reference: discord.Message | None):
         self.channel = channel
         self.channel_id = channel_id
+        self.budget_key = channel_id
         self.reference = reference
 
     async def send(self, content: str, view: discord.ui.View | None, *, first: bool) -> discord.Message:
@@ -79,6 +84,7 @@ class InteractionTarget:
     ) -> None:
         self.interaction = interaction
         self.channel_id = interaction.channel_id or 0
+        self.budget_key = interaction.id  # a snowflake of its own: never a channel's id
         self.ephemeral = ephemeral
         self.first_is_original = first_is_original
 
@@ -283,7 +289,7 @@ class LiveReply:
             return handle
 
         self._sends[index] = self.budget.submit(
-            self.target.channel_id, op, priority=priority, key=self._key("send", index)
+            self.target.budget_key, op, priority=priority, key=self._key("send", index), owner=self._token
         )
 
     def _submit_edit(self, index: int, priority: Priority) -> None:
@@ -297,7 +303,7 @@ class LiveReply:
             self._shown[index] = fingerprint
 
         self._edits[index] = self.budget.submit(
-            self.target.channel_id, op, priority=priority, key=self._key("edit", index)
+            self.target.budget_key, op, priority=priority, key=self._key("edit", index), owner=self._token
         )
 
     async def _settle(self) -> None:

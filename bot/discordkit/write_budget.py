@@ -1,13 +1,19 @@
 """One write scheduler per bot: every send and edit in a channel shares Discord's per-channel budget.
 
-Discord allows about 5 message writes (sends and edits together) per 5 seconds in one channel and answers
-the sixth with a 429; discord.py also waits on its own once a response says no writes remain. Concord
-never lets it come to that: all writes to a channel (streamed chat replies, other cogs' progress embeds)
-go through this scheduler, which keeps at most `limit` writes in any `window` seconds (fewer than Discord
-allows, over a longer window, so network jitter cannot push a burst over). Interim edits are coalesced
-(only the latest text of a message is worth sending), paced at most one per `window / limit` seconds,
-and may not use the last `reserve` slots, so a new message appears promptly and the write that finishes
-a reply goes out at once even while other messages share the channel.
+Discord allows 5 message writes (sends and edits together) per channel in a FIXED window of 5 seconds that
+opens at the first write, and says so in every answer (X-RateLimit-Remaining, X-RateLimit-Reset-After);
+the sixth write is a 429. Concord never lets it come to that, and never even empties the bucket: all
+writes to a channel (streamed chat replies, other cogs' progress embeds) go through this scheduler, which
+keeps at most `limit` writes in each of Discord's windows. The scheduler opens a window at its own first
+write (assuming the conservative length `window` until told otherwise) and takes the server's word for
+where the window ends and how many writes remain whenever `observe()` is fed a response's headers.
+
+Interim edits are coalesced (only the latest text of a message is worth sending) and paced evenly, one
+per `window / limit` seconds after the channel's previous write (or further apart, when the current
+window has fewer slots left than that pace would use before it resets). A writer (`owner`) that has the
+channel to itself may use every slot; while another writer is live in the channel (it has writes waiting, or
+wrote in this window and has not finished), interim edits and new messages leave the last `reserve` slots
+to FINAL writes, so the write that finishes a reply goes out at once even in a busy channel.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
+EPSILON = 1e-6
+"""Clock readings this close count as the same moment (a sleep may wake a hair early)."""
 
 
 class Priority(IntEnum):
@@ -47,6 +54,7 @@ class _Write:
     priority: Priority
     seq: int
     key: Hashable | None
+    owner: Hashable
     future: asyncio.Future[Any]
     submitted_at: float
 
@@ -57,8 +65,15 @@ class _Write:
 @dataclass(eq=False)
 class _Channel:
     pending: list[_Write] = field(default_factory=list)
-    started: deque[float] = field(default_factory=deque)
-    last_progress: float = float("-inf")
+    used: int = 0
+    """Writes counted in the current window (from the server's Remaining once it has answered)."""
+    window_end: float = float("-inf")
+    """When the current window resets (the server's Reset-After once known; else a conservative guess)."""
+    length: float | None = None
+    """The server's window length, learned from the Reset-After of a window's first write."""
+    last_write: float = float("-inf")
+    writers: dict[Hashable, Priority] = field(default_factory=dict)
+    """Owners that wrote in the current window, with the priority of their latest write."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
 
@@ -69,6 +84,7 @@ class WriteStats:
 
     writes: int = 0
     coalesced: int = 0
+    observed: int = 0
     max_wait: float = 0.0
     max_final_wait: float = 0.0
 
@@ -78,7 +94,8 @@ class ChannelWriteBudget:
 
     `submit()` queues one write (a coroutine factory that performs the HTTP call) and returns a future
     with its result. Writes with the same `key` that are still waiting are coalesced: the newest
-    replaces the older one, and both futures get the newest one's result.
+    replaces the older one, and both futures get the newest one's result. `owner` names the writer (a
+    streamed reply, a progress embed); writes without one are each their own writer.
     """
 
     def __init__(
@@ -108,6 +125,7 @@ class ChannelWriteBudget:
         *,
         priority: Priority = Priority.NORMAL,
         key: Hashable | None = None,
+        owner: Hashable | None = None,
     ) -> asyncio.Future[T]:
         """Queue a write to `channel_id`; `op` is called when the budget allows."""
         channel = self._channels.get(channel_id)
@@ -125,7 +143,9 @@ class ChannelWriteBudget:
                     return waiting.future
         future: asyncio.Future[T] = loop.create_future()
         future.add_done_callback(_consume_exception)
-        channel.pending.append(_Write(op, priority, next(self._seq), key, future, self._clock()))
+        seq = next(self._seq)
+        writer: Hashable = owner if owner is not None else key if key is not None else ("write", seq)
+        channel.pending.append(_Write(op, priority, seq, key, writer, future, self._clock()))
         channel.wake.set()
         if channel.worker is None or channel.worker.done():
             channel.worker = loop.create_task(self._run(channel), name=f"writes-{channel_id}")
@@ -138,25 +158,61 @@ class ChannelWriteBudget:
         *,
         priority: Priority = Priority.NORMAL,
         key: Hashable | None = None,
+        owner: Hashable | None = None,
     ) -> T:
         """Submit and wait for the result."""
-        return await self.submit(channel_id, op, priority=priority, key=key)
+        return await self.submit(channel_id, op, priority=priority, key=key, owner=owner)
+
+    def observe(self, channel_id: int, remaining: int, reset_after: float) -> None:
+        """Discord's answer to a write in this channel: `remaining` writes left in its window, which
+        resets in `reset_after` seconds. The server's count replaces the scheduler's own."""
+        channel = self._channels.get(channel_id)
+        if channel is None or remaining < 0 or not 0 <= reset_after <= 3600:
+            return
+        now = self._clock()
+        self.stats.observed += 1
+        # One slot is never used, so no answer ever says the bucket is empty.
+        used = max(self.limit + 1 - remaining, 0)
+        if used <= 1 and reset_after > 0:  # the write that opened the window: its length
+            channel.length = min(reset_after, self.window)
+        channel.used = used
+        channel.window_end = now + reset_after
 
     @property
     def progress_spacing(self) -> float:
         """Least time between two interim edits in one channel: the budget spread evenly."""
         return self.window / self.limit
 
-    def capacity(self, priority: Priority) -> int:
-        return self.limit if priority == Priority.FINAL else self.limit - self.reserve
+    def spacing(self, channel_id: int) -> float:
+        """The pacing of interim edits in this channel: its window (as the server told it) over `limit`."""
+        channel = self._channels.get(channel_id)
+        return self._spacing(channel) if channel is not None else self.progress_spacing
+
+    def _spacing(self, channel: _Channel) -> float:
+        return (channel.length or self.window) / self.limit
+
+    def _pace(self, channel: _Channel, capacity: int) -> float:
+        """Time from the channel's last write to its next interim edit: the window over `limit`, or
+        longer when fewer slots are left in the current window than that pace would use (the gaps to the
+        window's reset are then spread evenly, instead of a burst followed by a long wait)."""
+        spacing = self._spacing(channel)
+        left = capacity - channel.used
+        if channel.used and left > 0:
+            spacing = max(spacing, (channel.window_end - channel.last_write) / (left + 1))
+        return spacing
+
+    def capacity(self, priority: Priority, *, shared: bool = True) -> int:
+        """Writes per window this priority may bring the count to; only FINAL writes take the reserve,
+        and only while another writer shares the channel."""
+        return self.limit if priority == Priority.FINAL or not shared else self.limit - self.reserve
 
     def recent_writes(self, channel_id: int) -> int:
-        """Writes started in the last `window` seconds in this channel."""
+        """Writes counted in this channel's current window."""
         channel = self._channels.get(channel_id)
         if channel is None:
             return 0
-        self._expire(channel, self._clock())
-        return len(channel.started)
+        self._roll(channel, self._clock())
+        return channel.used
 
     def pending(self, channel_id: int) -> int:
         channel = self._channels.get(channel_id)
@@ -174,42 +230,53 @@ class ChannelWriteBudget:
                     await channel.worker
         self._channels.clear()
 
-    def _expire(self, channel: _Channel, now: float) -> None:
-        while channel.started and channel.started[0] <= now - self.window:
-            channel.started.popleft()
+    @staticmethod
+    def _roll(channel: _Channel, now: float) -> None:
+        if now >= channel.window_end and channel.used:
+            channel.used = 0
+            channel.writers.clear()
+
+    @staticmethod
+    def _shared(channel: _Channel, item: _Write) -> bool:
+        """Whether another writer is live in the channel: it has writes waiting, or it wrote in this
+        window and its latest write did not finish it."""
+        return any(w.owner != item.owner for w in channel.pending) or any(
+            owner != item.owner and priority != Priority.FINAL for owner, priority in channel.writers.items()
+        )
 
     def _forget_idle_channels(self) -> None:
         if len(self._channels) < 512:
             return
         now = self._clock()
         for channel_id, channel in list(self._channels.items()):
-            self._expire(channel, now)
-            if not channel.pending and not channel.started:
+            self._roll(channel, now)
+            if not channel.pending and not channel.used and now >= channel.last_write + self.window:
                 del self._channels[channel_id]
 
     async def _run(self, channel: _Channel) -> None:
         while channel.pending:
             channel.wake.clear()
             now = self._clock()
-            self._expire(channel, now)
+            self._roll(channel, now)
             item = min(channel.pending, key=_Write.order)
-            capacity = self.capacity(item.priority)
-            if len(channel.started) >= capacity:
-                # The slot frees when enough of the recent writes leave the window.
-                free_at = channel.started[len(channel.started) - capacity] + self.window
-                await self._wait(channel, free_at - now)
+            capacity = self.capacity(item.priority, shared=self._shared(channel, item))
+            if channel.used >= capacity:
+                await self._wait(channel, channel.window_end - now)  # until the window resets
                 continue
-            if item.priority == Priority.PROGRESS and now < channel.last_progress + self.progress_spacing:
+            spacing = self._pace(channel, capacity)
+            if item.priority == Priority.PROGRESS and now + EPSILON < channel.last_write + spacing:
                 # Interim edits are paced, never bursted: a burst of them would use up the window and
                 # leave a reply's first message (or another cog's) waiting for seconds.
-                await self._wait(channel, channel.last_progress + self.progress_spacing - now)
+                await self._wait(channel, channel.last_write + spacing - now)
                 continue
-            if item.priority == Priority.PROGRESS:
-                channel.last_progress = now
             channel.pending.remove(item)
             if item.future.cancelled():
                 continue
-            channel.started.append(now)
+            if channel.used == 0:  # this write opens a window; the server's answer will say its end
+                channel.window_end = now + self.window
+            channel.used += 1
+            channel.last_write = now
+            channel.writers[item.owner] = item.priority
             waited = now - item.submitted_at
             self.stats.writes += 1
             self.stats.max_wait = max(self.stats.max_wait, waited)

@@ -207,13 +207,19 @@ class TurnEngine:
             stores_question = request.replaces is None and not request.private
             begun = self._begin(request, model) if stores_question else None
             ticket.stored.set()
+            # The question's write, the quota and the history read run side by side: the provider request
+            # waits for the slowest of them, not for their sum.
+            history = asyncio.ensure_future(self._history(request, ticket, settings))
             try:
                 async with quota as reservation:
-                    if begun is not None:  # the question's write and the quota's run side by side
+                    if begun is not None:
                         ticket.row_ids = tuple(await begun)
                     check_input(request.prompt, reservation.plan, settings)
-                    await self._answer(request, ticket, settings, model, reservation, first_shown)
+                    await self._answer(request, ticket, settings, model, reservation, first_shown, history)
             except BaseException:
+                history.cancel()
+                if history.done() and not history.cancelled():
+                    history.exception()  # retrieved: the turn's own error is the one reported
                 if begun is not None:
                     await self._forget_unanswered(ticket, begun)
                 raise
@@ -266,35 +272,13 @@ class TurnEngine:
         model: str | None,
         reservation: Reservation,
         first_shown: asyncio.Event,
+        history_read: asyncio.Future[list[Turn]],
     ) -> None:
-        author = request.author
-        prompt = Turn(
-            role="user",
-            content=request.remembered_prompt,
-            author_id=author.id,
-            author_name=author.display_name,
-            # The model the user asked for (None: the channel's default), so Regenerate asks the same way.
-            model=request.model,
-            message_ids=request.user_message_ids,
-        )
-        await ticket.wait_for_dependency()
-        if self.cutting:  # shutting down past the grace period: a turn that has not started won't
-            raise FeatureUnavailable(SHUTTING_DOWN)
-        if request.replaces is not None and (
-            await self.store.latest_id(request.channel_id) != request.replaces[1]
-        ):
-            # Checked again now that it is this turn's go: another turn may have finished meanwhile.
-            raise InvalidInput(NOT_LATEST)
-        system_prompt = self.system_prompt(settings)
-        room, unit = self.history_room(system_prompt, prompt)
-        history = await self.store.recent(
-            request.channel_id,
-            room,
-            unit,
-            before_id=request.before_id or (ticket.row_ids[0] if ticket.row_ids else None),
-            exclude=self.gate.excluded_rows(request.channel_id),
-        )
-        context = build_context(system_prompt, history, prompt)
+        prompt = self._prompt_turn(request)
+        history = await history_read
+        if ticket.row_ids:  # a later question answered before this one's history was read is not context
+            history = [turn for turn in history if turn.id is None or turn.id < ticket.row_ids[0]]
+        context = build_context(self.system_prompt(settings), history, prompt)
         chat_request = ChatRequest(
             messages=context.messages, model=model, max_tokens=self.max_tokens(reservation.plan)
         )
@@ -309,18 +293,46 @@ class TurnEngine:
         finally:
             del self.live[key]
 
-    def _begin(self, request: TurnRequest, model: str | None) -> asyncio.Future[list[int]]:
-        """Store the question as it arrives (with an empty, unfinished answer); the write runs meanwhile."""
-        author = request.author
-        prompt = Turn(
+    @staticmethod
+    def _prompt_turn(request: TurnRequest) -> Turn:
+        return Turn(
             role="user",
             content=request.remembered_prompt,
-            author_id=author.id,
-            author_name=author.display_name,
+            author_id=request.author.id,
+            author_name=request.author.display_name,
+            # The model the user asked for (None: the channel's default), so Regenerate asks the same way.
             model=request.model,
             message_ids=request.user_message_ids,
         )
-        return self.store.begin_turn(request.channel_id, request.guild_id, prompt, model=model)
+
+    async def _history(
+        self, request: TurnRequest, ticket: Ticket, settings: ChannelChatSettings
+    ) -> list[Turn]:
+        """The turn's context from the store, read once the turn it depends on (if any) has finished.
+        Questions still being answered (their answers empty and unfinished, this one's included) are
+        never part of it, so the read need not wait for this question's own write."""
+        await ticket.wait_for_dependency()
+        if self.cutting:  # shutting down past the grace period: a turn that has not started won't
+            raise FeatureUnavailable(SHUTTING_DOWN)
+        if request.replaces is not None and (
+            await self.store.latest_id(request.channel_id) != request.replaces[1]
+        ):
+            # Checked again now that it is this turn's go: another turn may have finished meanwhile.
+            raise InvalidInput(NOT_LATEST)
+        room, unit = self.history_room(self.system_prompt(settings), self._prompt_turn(request))
+        return await self.store.recent(
+            request.channel_id,
+            room,
+            unit,
+            before_id=request.before_id,
+            exclude=self.gate.excluded_rows(request.channel_id),
+        )
+
+    def _begin(self, request: TurnRequest, model: str | None) -> asyncio.Future[list[int]]:
+        """Store the question as it arrives (with an empty, unfinished answer); the write runs meanwhile."""
+        return self.store.begin_turn(
+            request.channel_id, request.guild_id, self._prompt_turn(request), model=model
+        )
 
     async def _forget_unanswered(self, ticket: Ticket, begun: asyncio.Future[list[int]]) -> None:
         """A turn that failed before its answer was stored leaves no question without an answer behind."""

@@ -106,8 +106,8 @@ async def test_interim_edits_leave_a_slot_for_the_final_one(
     clock: FakeClock, budget: ChannelWriteBudget
 ) -> None:
     rec = Recorder(clock)
-    # A progress embed and a streamed reply keep editing as fast as they can.
-    for i in range(30):
+    # A progress embed and a streamed reply keep editing as fast as they can, for most of a window.
+    for i in range(20):
         budget.submit(1, rec.op(f"embed{i}"), priority=Priority.PROGRESS, key="embed")
         budget.submit(1, rec.op(f"reply{i}"), priority=Priority.PROGRESS, key="reply")
         await clock.advance(0.25)
@@ -210,3 +210,130 @@ async def test_a_burst_of_interim_edits_cannot_delay_a_new_message(
     assert ("reply shown" in [label for _, label in rec.log]) and clock.now <= 0.5
     interim = [t for t, label in rec.log if label.startswith("bar ")]
     assert all(b - a >= budget.window / budget.limit - 1e-9 for a, b in itertools.pairwise(interim))
+
+
+def server_windows(log: list[tuple[float, str]], length: float) -> list[int]:
+    """Writes per window of a server that opens a fixed `length`-second window at the first write."""
+    counts: list[int] = []
+    end = float("-inf")
+    for at, _ in log:
+        if at >= end - 1e-9:
+            counts.append(0)
+            end = at + length
+        counts[-1] += 1
+    return counts
+
+
+async def test_a_reply_alone_in_its_channel_uses_every_slot_paced_evenly(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    budget.submit(1, rec.op("send"), owner="reply")
+    for step in range(100):  # the model writes faster than the budget lets edits out
+        budget.submit(1, rec.op(f"edit {step}"), priority=Priority.PROGRESS, key="e", owner="reply")
+        await clock.advance(0.1)
+    times = [t for t, _ in rec.log]
+    assert server_windows(rec.log, budget.window)[:2] == [4, 4]  # no slot held back for anyone
+    assert max(server_windows(rec.log, budget.window)) <= budget.limit
+    assert all(b - a >= budget.window / budget.limit - 1e-9 for a, b in itertools.pairwise(times))
+
+
+class FixedWindowServer:
+    """Discord's side: 5 writes per fixed 5 s window opened by the first write; answers with headers."""
+
+    def __init__(self, clock: FakeClock, budget: ChannelWriteBudget) -> None:
+        self.clock, self.budget = clock, budget
+        self.log: list[tuple[float, str]] = []
+        self.end = float("-inf")
+        self.remaining = 5
+
+    def op(self, label: str) -> Callable[[], Awaitable[str]]:
+        async def run() -> str:
+            now = self.clock.now
+            if now >= self.end:
+                self.end, self.remaining = now + 5.0, 5
+            self.remaining -= 1
+            self.log.append((now, label))
+            self.budget.observe(1, self.remaining, self.end - now)
+            return label
+
+        return run
+
+
+async def test_the_servers_window_and_count_replace_the_guess(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    server = FixedWindowServer(clock, budget)
+    budget.submit(1, server.op("send"), owner="reply")
+    await settle()
+    for step in range(80):
+        budget.submit(1, server.op(f"edit {step}"), priority=Priority.PROGRESS, key="e", owner="reply")
+        await clock.advance(0.1)
+    times = [t for t, _ in server.log]
+    assert budget.spacing(1) == pytest.approx(5.0 / 4)  # paced at Discord's window over the budget
+    # The second window opens when Discord's does (5.0), not when the guess (5.5) would have it.
+    assert times[:6] == pytest.approx([0.0, 1.25, 2.5, 3.75, 5.0, 6.25], abs=0.06)
+    assert server.remaining >= 1 and min(server_windows(server.log, 5.0)) >= 1
+    assert max(server_windows(server.log, 5.0)) == 4
+
+
+async def test_a_server_count_of_one_left_holds_even_a_final_write(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+
+    async def send() -> str:
+        rec.log.append((clock.now, "send"))
+        budget.observe(1, 1, 2.0)  # someone else (another process) used the channel's window
+        return "send"
+
+    await budget.write(1, send)
+    final = budget.submit(1, rec.op("final"), priority=Priority.FINAL)
+    await clock.advance(1.9)
+    assert not final.done()  # the last slot would leave the bucket empty
+    await clock.advance(0.2)
+    assert final.result() == "final"
+
+
+async def test_another_live_writer_brings_the_reserve_back(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    budget.submit(1, rec.op("a send"), owner="a")
+    budget.submit(1, rec.op("b send"), owner="b")  # a second reply starts in the same channel
+    for step in range(40):
+        budget.submit(1, rec.op(f"a edit {step}"), priority=Priority.PROGRESS, key="a", owner="a")
+        await clock.advance(0.1)
+    assert budget.recent_writes(1) == 3  # a's edits leave the last slot to b's final write
+    final = budget.submit(1, rec.op("b final"), priority=Priority.FINAL, key="b", owner="b")
+    await settle()
+    assert final.result() == "b final" and rec.log[-1] == (clock.now, "b final")
+
+
+async def test_a_finished_writer_does_not_count_as_sharing(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    await budget.write(1, rec.op("earlier reply's final edit"), priority=Priority.FINAL, owner="old")
+    budget.submit(1, rec.op("send"), owner="new")
+    for step in range(50):
+        budget.submit(1, rec.op(f"edit {step}"), priority=Priority.PROGRESS, key="e", owner="new")
+        await clock.advance(0.1)
+    assert server_windows(rec.log, budget.window)[0] == 4
+
+
+async def test_few_slots_left_in_a_window_are_spread_until_it_resets(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    await budget.write(1, rec.op("earlier"), priority=Priority.FINAL, owner="old")
+    await budget.write(1, rec.op("earlier too"), priority=Priority.FINAL, owner="old")
+    budget.submit(1, rec.op("send"), owner="reply")
+    for step in range(80):
+        budget.submit(1, rec.op(f"edit {step}"), priority=Priority.PROGRESS, key="e", owner="reply")
+        await clock.advance(0.1)
+    times = [t for t, _ in rec.log]
+    # One slot is left until the window resets at 5.5: the edit goes half-way, not at once then 5 s later.
+    assert times[3] == pytest.approx(5.5 / 2, abs=0.06)
+    assert times[4] == pytest.approx(5.5, abs=0.06)
+    assert times[5] - times[4] == pytest.approx(budget.window / budget.limit, abs=0.06)

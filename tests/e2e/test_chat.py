@@ -253,12 +253,14 @@ async def test_a_long_stream_is_one_send_plus_bounded_edits(
     gateway.stream_chunks = [f"word{i} " for i in range(60)]
     gateway.chunk_delay = 0.05  # 20 tokens/s: a 3-second stream
     settings = chat_settings(discord_emu, gateway, tmp_path, chat_edit_interval=0.5)
-    async with running_bot(discord_emu, settings):
+    async with running_bot(discord_emu, settings) as bot:
         me = discord_emu.bot_user.id
         started = time.monotonic()
         await discord_emu.send_message(world.member, world.general, f"<@{me}> count")
         answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu), timeout=10)
         elapsed = time.monotonic() - started
+        observed = bot.write_budget.stats.observed
+    assert observed >= 2  # Discord's rate-limit headers on the writes reached the budget
     assert answer["content"] == "".join(gateway.stream_chunks).strip()
     writes = chat_writes(discord_emu, world.general)
     sends = [r for r in writes if r.method == "POST"]
@@ -311,6 +313,18 @@ async def test_final_text_is_prompt_while_other_bot_messages_share_the_channel(
     assert answer["content"].startswith("token0 ")
     assert final_write.time - gateway.last_chunk_at < 1.0
     assert discord_emu.rate_limited == []
+
+
+async def test_chat_command_replies_leave_the_channels_write_budget_to_its_messages(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    # /chat answers through the interaction's webhook, which Discord limits per interaction: turns back to
+    # back in one channel take nothing from the budget that channel messages (mention replies) share.
+    for n in range(3):
+        itx = await discord_emu.run_command(world.member, "chat", {"prompt": f"q{n}"}, channel=world.general)
+        await itx.wait_for(lambda i: is_final(i.original), timeout=10)
+    assert chat_bot.write_budget.recent_writes(world.general.id) == 0
+    assert chat_bot.write_budget.stats.writes >= 6  # each turn's writes still went through the budget
 
 
 async def test_long_replies_continue_in_new_messages_without_breaking_code(
