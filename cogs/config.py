@@ -22,6 +22,7 @@ from bot.providers.types import ModelKind
 from bot.services.guild_config import CAPABILITIES, GuildConfig
 from bot.services.model_catalog import fuzzy_matches
 from bot.services.quotas import parse_custom_limits
+from bot.services.tts_settings import message_content_note
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -169,7 +170,7 @@ class Config(
     # --- show / audit ------------------------------------------------------------------------------
 
     def settings_embed(
-        self, guild: discord.Guild, settings: GuildConfig, prompts: dict[int, str]
+        self, guild: discord.Guild, settings: GuildConfig, prompts: dict[int, str], reading: str
     ) -> discord.Embed:
         def channel(cid: int | None) -> str:
             return f"<#{cid}>" if cid else "not set"
@@ -218,6 +219,7 @@ class Config(
                 ("System prompts", "\n".join(prompt_lines) or "none (bot default)", False),
                 ("Max input characters", str(max_chars) if max_chars else "plan default", True),
                 ("Log channel", channel(settings.log_channel_id), True),
+                ("TTS reading mode", reading, False),
                 ("Server caps (they only tighten members' own allowances)", quota, False),
             ],
             footer="Change these with /config …; every change is in /config audit.",
@@ -232,9 +234,13 @@ class Config(
             current = await self.config.channel(channel.id)
             if current.system_prompt:
                 prompts[channel.id] = current.system_prompt
-        await reply(
-            interaction, embed=self.settings_embed(interaction.guild, settings, prompts), ephemeral=True
-        )
+        mode = await self.bot.tts_settings.reading(interaction.guild.id)
+        reading = f"reads <#{mode.channel_id}> while in voice" if mode else "off (`/tts reading set`)"
+        note = message_content_note(self.bot.settings.message_content_intent)
+        if note is not None:
+            reading += f"\n⚠️ {note}"
+        embed = self.settings_embed(interaction.guild, settings, prompts, reading)
+        await reply(interaction, embed=embed, ephemeral=True)
 
     @app_commands.command(name="audit", description="Who changed which setting, and when.")
     @app_commands.describe(limit="How many recent changes to show (default 15).")

@@ -23,7 +23,7 @@ from bot.providers.types import SpeechRequest
 from bot.services.model_catalog import fuzzy_matches
 from bot.services.quotas import Feature, QuotaExceeded, Reservation
 from bot.services.speech_text import Names, clip, speakable
-from bot.services.tts_settings import ReadingMode, TtsSettingsService
+from bot.services.tts_settings import ReadingMode, TtsSettingsService, message_content_note
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -100,16 +100,6 @@ def voice_problem(guild: discord.Guild, member: discord.Member | None) -> tuple[
     if missing is not None:
         return channel, f"I lack the {missing} permission in {channel.mention}, so here is the audio instead."
     return channel, None
-
-
-def message_content_note(enabled: bool) -> str | None:
-    if enabled:
-        return None
-    return (
-        "Reading mode can't read messages yet: the bot runs without the Message Content intent, so Discord "
-        "sends it only messages that mention it. Enable the intent in the developer portal and set "
-        "MESSAGE_CONTENT_INTENT=true."
-    )
 
 
 class Tts(commands.GroupCog, group_name="tts", group_description="Speak text in your voice channel."):

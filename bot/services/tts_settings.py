@@ -92,3 +92,14 @@ class TtsSettingsService:
             result = await session.execute(delete(TtsReading).where(TtsReading.guild_id == guild_id))
         self._reading[guild_id] = None
         return bool(getattr(result, "rowcount", 0))
+
+
+def message_content_note(enabled: bool) -> str | None:
+    """Why reading mode cannot read, when the bot runs without the Message Content intent (else None)."""
+    if enabled:
+        return None
+    return (
+        "Reading mode can't read messages yet: the bot runs without the Message Content intent, so Discord "
+        "sends it only messages that mention it. Enable the intent in the developer portal and set "
+        "MESSAGE_CONTENT_INTENT=true."
+    )

@@ -208,3 +208,14 @@ async def test_a_failed_provider_call_refunds_the_quota(
     gateway.clear_faults()
     await chat(discord_emu, world.member, world.general, "hi again")
     assert await llm_minute() == "9/10"
+
+
+async def test_config_show_tells_the_reading_mode_and_the_missing_message_content_intent(
+    discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, bot: Concord
+) -> None:
+    show = await admin_sets(discord_emu, world, "config show")
+    assert "TTS reading mode" in show and "off (`/tts reading set`)" in show
+    assert "without the Message Content intent" in show  # the bot runs without it by default
+    text_of(await run(discord_emu, world.admin, "tts reading set", world.general, channel=world.general))
+    show = await admin_sets(discord_emu, world, "config show")
+    assert f"reads <#{world.general.id}> while in voice" in show
