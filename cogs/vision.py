@@ -13,12 +13,14 @@ from bot.discordkit.checks import reserve_quota
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.image_buttons import single_view
 from bot.discordkit.media import first_image, image_attachment
+from bot.discordkit.vision_buttons import VisionRetryButton, retry_view
 from bot.discordkit.write_budget import Priority
 from bot.errors import ConcordError, FeatureUnavailable, InvalidInput
-from bot.providers import Capability, VisionResult
+from bot.providers import Capability, ProviderUnavailable, VisionResult
+from bot.services.fetcher import FetchRefused
 from bot.services.image_options import PROMPT_MAX, ImageSettings, Offer, imagine_settings, offer_of
 from bot.services.quotas import Feature
-from bot.services.vision import NO_IMAGE, NO_VISION, PROMPT_QUESTION, check_image_attachment
+from bot.services.vision import NO_IMAGE, NO_VISION, PROMPT_QUESTION, VisionAsk, check_image_attachment
 
 if TYPE_CHECKING:
     from bot.app import Concord
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VISION_COLOUR = 0x57F287
+# Failures worth a Retry button: the service or the download, not the user's own input or quota.
+RETRYABLE = (ProviderUnavailable, FetchRefused)
 
 
 class Vision(commands.Cog):
@@ -37,10 +41,12 @@ class Vision(commands.Cog):
         self.bot.tree.add_command(self.describe_menu)
 
     async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(VisionRetryButton)
         if self.bot.providers.available(Capability.VISION_MODELS):
             self.bot.catalog.refresh_soon("vision")
 
     async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(VisionRetryButton)
         self.bot.tree.remove_command(self.describe_menu.name, type=self.describe_menu.type)
 
     @app_commands.command(name="vision", description="Ask about an image")
@@ -91,18 +97,48 @@ class Vision(commands.Cog):
         if model is None and interaction.guild_id is not None:
             model = (await self.bot.guild_config.get(interaction.guild_id)).vision_model
         await interaction.response.defer(thinking=True)
+        ask = VisionAsk(attachment=attachment, question=question, model=model, mode=mode)
+        await self._look(interaction, ask, owner_id=interaction.user.id, ask_id=None)
+
+    async def vision_retry_pressed(
+        self, interaction: discord.Interaction[Any], button: VisionRetryButton
+    ) -> None:
+        """Ask the stored question again, in place: the failure message becomes the answer."""
+        vision = self.bot.vision
+        if not vision.available:
+            raise FeatureUnavailable(NO_VISION)
+        owner_id, ask = await self.bot.image_results.get_vision(button.ask_id)
+        await self.bot.guild_config.ensure_enabled(interaction.guild_id, "vision")
+        await interaction.response.defer()
+        await self._look(interaction, ask, owner_id=owner_id, ask_id=button.ask_id)
+
+    async def _look(
+        self, interaction: discord.Interaction[Any], ask: VisionAsk, *, owner_id: int, ask_id: int | None
+    ) -> None:
+        """Take quota, ask, answer in the original response; a service failure keeps the question to retry."""
+        filename = ask.attachment.filename[:80]
         await self._final(
-            interaction, content=f"👀 Looking at `{file.filename[:80]}`…", priority=Priority.NORMAL
+            interaction, content=f"👀 Looking at `{filename}`…", view=None, priority=Priority.NORMAL
         )
-        asked = PROMPT_QUESTION if mode == "prompt" else question
+        asked = PROMPT_QUESTION if ask.mode == "prompt" else ask.question
         try:
             async with reserve_quota(self.bot.quotas, interaction, Feature.VISION):
-                result = await vision.describe(attachment, asked, model=model)
+                result = await self.bot.vision.describe(ask.attachment, asked, model=ask.model)
+        except RETRYABLE as exc:
+            log.info("Vision on %s failed: %s", filename, exc)
+            if ask_id is None:
+                ask_id = await self.bot.image_results.create_vision(
+                    ask, owner_id=owner_id, guild_id=interaction.guild_id, channel_id=interaction.channel_id
+                )
+            await self._final(interaction, content=f"⚠️ {exc.user_message}", view=retry_view(owner_id, ask_id))
+            return
         except ConcordError as exc:
             # The deferred answer says what went wrong in place of "Looking at…".
-            await self._final(interaction, content=f"⚠️ {exc.user_message}")
+            await self._final(interaction, content=f"⚠️ {exc.user_message}", view=None)
             return
-        if mode == "prompt":
+        if ask_id is not None:
+            await self.bot.image_results.forget(ask_id)
+        if ask.mode == "prompt":
             await self._offer_prompt(interaction, result)
             return
         embed = result_embed(
@@ -110,13 +146,13 @@ class Vision(commands.Cog):
             description=result.text,
             colour=VISION_COLOUR,
             fields=[
-                ("Question", question or "Describe this image.", False),
+                ("Question", ask.question or "Describe this image.", False),
                 ("Model", result.model or "default", True),
             ],
-            thumbnail_url=file.url,
+            thumbnail_url=ask.attachment.url,
             footer=f"via {result.provider}",
         )
-        await self._final(interaction, content=None, embed=embed)
+        await self._final(interaction, content=None, embed=embed, view=None)
 
     async def _offer_prompt(self, interaction: discord.Interaction[Any], result: VisionResult) -> None:
         """The prompt the model wrote, with a button that draws it with /imagine's default model."""
@@ -129,7 +165,7 @@ class Vision(commands.Cog):
         )
         offer = self._imagine_offer()
         if offer is None:
-            await self._final(interaction, content=None, embed=embed)
+            await self._final(interaction, content=None, embed=embed, view=None)
             return
         settings: ImageSettings = imagine_settings(offer, prompt=prompt, model=None, given={})
         result_id = await self.bot.image_results.create(

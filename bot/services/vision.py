@@ -4,7 +4,8 @@ fetcher, then asked of a vision model (chat with an image part, or GET /images/v
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 from bot.errors import InvalidInput
 from bot.providers import Capability, ProviderClient, VisionRequest, VisionResult
@@ -29,6 +30,39 @@ class ImageAttachment:
     filename: str
     content_type: str | None
     size: int
+
+
+@dataclass(frozen=True)
+class VisionAsk:
+    """One question about one attachment: what a Retry button asks again (stored as JSON by its id)."""
+
+    attachment: ImageAttachment
+    question: str | None
+    model: str | None
+    mode: str = "describe"
+
+    KIND = "vision"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["kind"] = self.KIND
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> VisionAsk:
+        """The stored question; ValueError when the text is not one (e.g. an image result's settings)."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.pop("kind", None) != cls.KIND:
+                raise ValueError("not a stored vision question")
+            return cls(
+                attachment=ImageAttachment(**data.pop("attachment")),
+                question=data["question"],
+                model=data["model"],
+                mode=data["mode"],
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError("not a stored vision question") from exc
 
 
 def check_image_attachment(attachment: ImageAttachment, *, max_bytes: int) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import select
 
+from bot.services.quotas import Feature, QuotaExceeded
 from bot.store.models import ConversationMessage, QuotaUsage
 from tests.e2e.harness import World, custom_ids, final_from, running_bot, until
 from tests.e2e.test_images import command, finished, gateways, image_settings, press
 from tests.emulators.discord_emulator import DiscordEmulator
-from tests.emulators.gateway import media
+from tests.emulators.gateway import ServerError, media
 
 PNG = media.png(32, 32)
 
@@ -196,3 +197,71 @@ async def test_an_oversized_image_in_a_mention_is_refused_before_download(
         assert "MiB" in refusal["content"]
         assert gws[0].requests_for("chat") == []
         assert not [r for r in discord_emu.requests if "/attachments/" in r.path]
+
+
+async def test_vision_failure_shows_retry_and_retry_answers(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    async with gateways("digicord") as gws:
+        settings_ = image_settings(discord_emu, tmp_path, gws)
+        async with running_bot(discord_emu, settings_) as bot:
+            gws[0].inject("chat", ServerError(502))
+            itx = await command(
+                discord_emu,
+                world.member,
+                "vision",
+                world.general,
+                image=("cat.png", PNG, "image/png"),
+                question="What is it?",
+            )
+            failed = itx.original
+            assert failed["content"].startswith("⚠️") and "http" not in failed["content"]
+            assert failed["embeds"] == []
+            [retry_id] = [i for i in custom_ids(failed) if i.startswith("concord:vision:retry:")]
+            assert retry_id.startswith(f"concord:vision:retry:{world.member.id}:")
+            # Nothing was answered, so the quota was given back.
+            report = await bot.quotas.report(world.member.id, guild_id=world.guild.id)
+            vision = next(f for f in report.features if f.feature is Feature.VISION)
+            assert all(w.used == 0 for w in vision.windows)
+        # The button outlives a restart; a stranger's press is refused without a call.
+        async with running_bot(discord_emu, settings_) as bot:
+            stranger = await press(discord_emu, world.admin, failed, "concord:vision:retry:")
+            assert stranger.ephemeral and f"Only <@{world.member.id}>" in stranger.original["content"]
+            assert len(gws[0].requests_for("chat")) == 1
+            retry = await press(discord_emu, world.member, failed, "concord:vision:retry:")
+            assert retry.response_type == 6
+            await retry.wait_for(lambda i: bool((i.original or {}).get("embeds")), timeout=10)
+            answered = retry.original
+            assert answered["id"] == failed["id"]
+            [embed] = answered["embeds"]
+            assert embed["description"] == gws[0].vision_reply
+            assert {"name": "Question", "value": "What is it?", "inline": False} in embed["fields"]
+            assert custom_ids(answered) == []
+            [_, request] = gws[0].requests_for("chat")
+            assert request.json["messages"][-1]["content"][0]["text"] == "What is it?"
+            # The retry took quota again before its call.
+            report = await bot.quotas.report(world.member.id, guild_id=world.guild.id)
+            vision = next(f for f in report.features if f.feature is Feature.VISION)
+            assert any(w.used == 1 for w in vision.windows)
+
+
+async def test_vision_retry_is_checked_against_quota_before_the_call(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    async with (
+        gateways("digicord") as gws,
+        running_bot(discord_emu, image_settings(discord_emu, tmp_path, gws)) as bot,
+    ):
+        gws[0].inject("chat", ServerError(502))
+        itx = await command(
+            discord_emu, world.member, "vision", world.general, image=("cat.png", PNG, "image/png")
+        )
+        failed = itx.original
+        for _ in range(200):
+            try:
+                await bot.quotas.consume(world.member.id, Feature.VISION, guild_id=world.guild.id)
+            except QuotaExceeded:
+                break
+        retry = await press(discord_emu, world.member, failed, "concord:vision:retry:")
+        await retry.wait_for(lambda i: "allowance" in ((i.original or {}).get("content") or ""), timeout=10)
+        assert len(gws[0].requests_for("chat")) == 1
