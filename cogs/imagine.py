@@ -8,7 +8,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
@@ -83,6 +83,10 @@ def settings_fields(settings: ImageSettings, requester: int, *, full: bool) -> l
             ("Steps", str(settings.steps) if settings.steps is not None else "default", True),
             ("Negative prompt", settings.negative_prompt or "—", False),
         ]
+        if settings.quality is not None:
+            fields.append(("Quality", settings.quality, True))
+        if settings.fast:
+            fields.append(("Endpoint", "fast (/imagine2)", True))
     return fields
 
 
@@ -138,6 +142,8 @@ class Imagine(commands.Cog):
         steps="Drawing steps (sdxl)",
         negative_prompt="What not to draw (sdxl, pluto)",
         count="How many images (1-4)",
+        quality="standard or hd (dall-e-3 only)",
+        fast="Use the fast endpoint (airforce models only)",
     )
     async def imagine(
         self,
@@ -151,6 +157,8 @@ class Imagine(commands.Cog):
         steps: app_commands.Range[int, 1, 100] | None = None,
         negative_prompt: app_commands.Range[str, 1, PROMPT_MAX] | None = None,
         count: app_commands.Range[int, 1, 4] | None = None,
+        quality: Literal["standard", "hd"] | None = None,
+        fast: bool | None = None,
     ) -> None:
         given = {
             "size": size,
@@ -160,6 +168,8 @@ class Imagine(commands.Cog):
             "steps": steps,
             "negative_prompt": negative_prompt,
             "count": count,
+            "quality": quality,
+            "fast": True if fast else None,
         }
         default = None if model else await self.default_model(interaction.guild_id, "imagine")
         settings = imagine_settings(

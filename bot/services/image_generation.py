@@ -136,6 +136,7 @@ class ImageGenerator:
                     width=settings.width,
                     height=settings.height,
                     steps=settings.steps,
+                    fast=settings.fast,
                 )
             )
             return checked_image(answer.data, f"image_{index + 1}"), answer.provider
@@ -155,6 +156,7 @@ class ImageGenerator:
                     model=settings.model or "dall-e-3",
                     n=per_call,
                     size=settings.size,
+                    quality=settings.quality,
                     response_format="b64_json",
                 )
             )

@@ -42,21 +42,25 @@ COUNT_MAX = 4
 FLUX_WIDTH_MULTIPLE = 16
 FLUX_HEIGHT_MULTIPLE = 32
 
-OPTIONS = ("size", "width", "height", "seed", "steps", "negative_prompt", "count")
+OPTIONS = ("size", "width", "height", "seed", "steps", "negative_prompt", "count", "quality", "fast")
+Quality = Literal["standard", "hd"]
+QUALITIES: tuple[Quality, ...] = ("standard", "hd")
+QUALITY_MODELS = ("dall-e-3",)
+"""Models that take `quality`, and only through POST /images/generations (seed 004)."""
 
 
 class Backend(StrEnum):
     """Which endpoint draws a model, and so which options it takes."""
 
-    AIRFORCE = "airforce"  # GET /imagine: prompt, size ratio, seed
+    AIRFORCE = "airforce"  # GET /imagine (or /imagine2 when fast): prompt, size ratio, seed
     ANYAI = "anyai"  # GET /imagine: prompt, negative_prompt, width, height, steps, seed
     PLUTO = "pluto"  # GET /imagine with pluto: prompt and negative_prompt only
-    GENERATIONS = "generations"  # POST /images/generations: prompt, size (WxH), n
+    GENERATIONS = "generations"  # POST /images/generations: prompt, size (WxH), n, quality (dall-e-3)
     FLUX = "flux"  # POST /images/flux/generations
 
 
 ACCEPTED: dict[Backend, frozenset[str]] = {
-    Backend.AIRFORCE: frozenset({"size", "seed", "count"}),
+    Backend.AIRFORCE: frozenset({"size", "seed", "count", "fast"}),
     Backend.ANYAI: frozenset({"negative_prompt", "width", "height", "steps", "seed", "count"}),
     Backend.PLUTO: frozenset({"negative_prompt", "count"}),
     Backend.GENERATIONS: frozenset({"size", "count"}),
@@ -72,6 +76,8 @@ class Offer:
     anyai_imagine: bool = False
     generations: bool = False
     flux: bool = False
+    airforce_fast: bool = False
+    """An airforce gateway offers `/imagine2`, the fast copy of `/imagine`."""
     airforce_listed: frozenset[str] = field(default_factory=frozenset)
     """Models an airforce gateway's `/imagine/models` list names beyond the documented ones."""
 
@@ -91,6 +97,10 @@ class ImageSettings:
     steps: int | None = None
     negative_prompt: str | None = None
     count: int = 1
+    quality: Quality | None = None
+    """dall-e-3 through POST /images/generations: standard or hd."""
+    fast: bool = False
+    """airforce's `/imagine2` rather than `/imagine`."""
 
     @property
     def takes_seed(self) -> bool:
@@ -129,6 +139,7 @@ def offer_of(providers: ProviderClient, airforce_listed: Iterable[str] = ()) -> 
 
     return Offer(
         airforce_imagine=has("airforce", Capability.IMAGINE),
+        airforce_fast=has("airforce", Capability.IMAGINE2),
         anyai_imagine=has("anyai", Capability.IMAGINE),
         generations=providers.available(Capability.IMAGE_GENERATIONS),
         flux=providers.available(Capability.FLUX),
@@ -204,7 +215,14 @@ def imagine_settings(
     _check_text("prompt", prompt, required=True)
     chosen = model or default_model or default_imagine_model(offer)
     backend = backend_for_imagine(chosen, offer)
-    _refuse_unaccepted(backend, chosen, given)
+    extra = {"quality"} if backend is Backend.GENERATIONS and chosen in QUALITY_MODELS else set()
+    _refuse_unaccepted(backend, chosen, given, extra=extra)
+    quality: Quality | None = given.get("quality")
+    if quality is not None and quality not in QUALITIES:
+        raise InvalidInput(f"The quality must be {_or(QUALITIES)} (got {str(quality)[:20]!r}).")
+    fast = bool(given.get("fast"))
+    if fast and not offer.airforce_fast:
+        raise InvalidInput("No configured image service offers the `fast` option.")
     _check_text("negative prompt", given.get("negative_prompt"))
     _check_side("width", given.get("width"))
     _check_side("height", given.get("height"))
@@ -236,6 +254,8 @@ def imagine_settings(
         steps=steps,
         negative_prompt=given.get("negative_prompt"),
         count=count,
+        quality=quality,
+        fast=fast,
     )
     if seed is None and settings.takes_seed:
         settings = replace(settings, seed=new_seed(rng))
@@ -293,10 +313,13 @@ def flux_settings(
     )
 
 
-def _refuse_unaccepted(backend: Backend, model: str, given: dict[str, Any]) -> None:
-    accepted = ACCEPTED[backend]
+def _refuse_unaccepted(
+    backend: Backend, model: str, given: dict[str, Any], *, extra: Collection[str] = ()
+) -> None:
+    accepted = ACCEPTED[backend] | frozenset(extra)
     for name in OPTIONS:
-        if given.get(name) is not None and name not in accepted:
+        value = given.get(name)
+        if value is not None and value is not False and name not in accepted:
             takes = ", ".join(sorted(o.replace("_", " ") for o in accepted))
             raise InvalidInput(
                 f"The {model[:80]} model doesn't take the `{name}` option (it takes the prompt and {takes})."

@@ -161,6 +161,61 @@ async def test_imagine_dalle_through_generations_on_openai(
         assert fields(itx.original)["Seed"] == "—"
 
 
+async def test_dalle3_quality_is_sent_in_the_body_and_refused_for_other_models(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    async with (
+        gateways("openai", "anyai") as gws,
+        running_bot(discord_emu, image_settings(discord_emu, tmp_path, gws)),
+    ):
+        itx = await command(
+            discord_emu,
+            world.member,
+            "imagine",
+            world.general,
+            prompt="a robot",
+            model="dall-e-3",
+            quality="hd",
+        )
+        assert len(itx.original["attachments"]) == 1
+        [request] = gws[0].requests_for("images")
+        assert request.json["quality"] == "hd" and request.json["model"] == "dall-e-3"
+        refused = await discord_emu.run_command(
+            world.member, "imagine", {"prompt": "x", "model": "sdxl", "quality": "hd"}, channel=world.general
+        )
+        await refused.wait_for_response()
+        assert refused.ephemeral and "`quality`" in refused.original["content"]
+        assert "sdxl" in refused.original["content"]
+        assert gws[1].requests_for("imagine") == [] and len(gws[0].requests_for("images")) == 1
+
+
+async def test_fast_imagine_calls_imagine2_on_airforce_only(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    async with (
+        gateways("airforce", "anyai") as gws,
+        running_bot(discord_emu, image_settings(discord_emu, tmp_path, gws)),
+    ):
+        itx = await command(
+            discord_emu, world.member, "imagine", world.general, prompt="a kite", size="1:1", fast=True
+        )
+        assert len(itx.original["attachments"]) == 1
+        [request] = gws[0].requests_for("imagine2")
+        assert request.method == "GET" and request.path.endswith("/imagine2")
+        assert request.query["prompt"] == "a kite" and request.query["size"] == "1:1"
+        assert gws[0].requests_for("imagine") == []
+        # Regenerate repeats the fast endpoint.
+        regen = await press(discord_emu, world.member, itx.original, "concord:img:regen:")
+        await regen.wait_for(finished, timeout=10)
+        assert len(gws[0].requests_for("imagine2")) == 2
+        refused = await discord_emu.run_command(
+            world.member, "imagine", {"prompt": "x", "model": "sdxl", "fast": True}, channel=world.general
+        )
+        await refused.wait_for_response()
+        assert refused.ephemeral and "`fast`" in refused.original["content"]
+        assert gws[1].requests_for("imagine") == []
+
+
 async def test_model_autocomplete_lists_imagine_models(
     discord_emu: DiscordEmulator, world: World, tmp_path: Path
 ) -> None:

@@ -112,3 +112,28 @@ def test_settings_survive_storage_and_reseed() -> None:
     again = settings.reseeded(random.Random(7), prompt="a dog")
     assert again.prompt == "a dog" and again.seed != settings.seed and again.width == 512
     assert imagine("pluto").reseeded().seed is None
+
+
+def test_quality_only_for_dalle3_through_generations() -> None:
+    assert imagine("dall-e-3", quality="hd").quality == "hd"
+    for model, offer in (
+        ("sdxl", EVERYTHING),
+        ("dall-e-2", EVERYTHING),
+        ("flux", EVERYTHING),
+        ("dall-e-3", Offer(anyai_imagine=True)),  # dall-e-3 drawn by GET /imagine takes no quality
+    ):
+        with pytest.raises(InvalidInput, match="`quality`"):
+            imagine(model, offer, quality="hd")
+    with pytest.raises(InvalidInput, match="standard or hd"):
+        imagine("dall-e-3", quality="ultra")
+
+
+def test_fast_only_for_airforce_models_where_imagine2_is_offered() -> None:
+    fast_offer = Offer(airforce_imagine=True, anyai_imagine=True, airforce_fast=True)
+    settings = imagine("flux-realism", fast_offer, fast=True)
+    assert settings.fast and ImageSettings.from_json(settings.to_json()) == settings
+    assert not imagine("flux-realism", fast_offer, fast=False).fast
+    with pytest.raises(InvalidInput, match="`fast`"):
+        imagine("sdxl", fast_offer, fast=True)
+    with pytest.raises(InvalidInput, match="`fast`"):
+        imagine("flux", EVERYTHING, fast=True)  # no /imagine2 configured
