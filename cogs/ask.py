@@ -18,8 +18,7 @@ from discord.ext import commands
 
 from bot.discordkit.checks import reserve_quota
 from bot.discordkit.live_reply import InteractionTarget, LiveReply
-from bot.discordkit.responses import reply as answer
-from bot.discordkit.tree import explain
+from bot.discordkit.presses import hand_to_cog, owner_only
 from bot.errors import ConcordError
 from bot.providers.types import AskChunk, StreamEnd
 from bot.services.quotas import Feature
@@ -84,26 +83,16 @@ class AskStopButton(
         return cls(int(match["owner"]), match["key"])
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}> can stop this answer.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
+        return await owner_only(interaction, self.owner_id, f"Only <@{self.owner_id}> can stop this answer.")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        cog: Any = interaction.client.get_cog(COG_NAME)
-        try:
-            if cog is None:
-                await answer(interaction, "Web answers are not available right now.", ephemeral=True)
-                return
-            await cog.stop_pressed(interaction, self)
-        except Exception as exc:
-            message = explain(exc, where=f"Ask button {self.custom_id} (user {interaction.user.id})")
-            with contextlib.suppress(discord.HTTPException):
-                await answer(interaction, message, ephemeral=True)
+        await hand_to_cog(
+            interaction,
+            cog_name=COG_NAME,
+            unavailable="Web answers are not available right now.",
+            where=f"Ask button {self.custom_id}",
+            action=lambda cog: cog.stop_pressed(interaction, self),
+        )
 
 
 class Ask(commands.Cog, name=COG_NAME):

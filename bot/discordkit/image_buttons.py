@@ -8,14 +8,12 @@ pressed. Other cogs (vision's "Imagine this") only build views from here.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 
-from bot.discordkit.responses import reply
-from bot.discordkit.tree import explain
+from bot.discordkit.presses import hand_to_cog, owner_only
 
 PREFIX = "concord:img"
 COG_NAME = "Imagine"
@@ -31,12 +29,6 @@ _LOOK: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "retry": ("Retry", "🔁", discord.ButtonStyle.primary),
     "run": ("Imagine this", "🎨", discord.ButtonStyle.primary),
 }
-
-
-class ImageButtonHandler(Protocol):
-    async def image_button_pressed(
-        self, interaction: discord.Interaction[Any], button: ImageButton
-    ) -> None: ...
 
 
 class ImageButton(
@@ -71,29 +63,20 @@ class ImageButton(
         return cls(match["action"], int(match["owner"]), int(match["result"]), int(index) if index else None)
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
-        if self.action not in OWNER_ACTIONS or interaction.user.id == self.owner_id:
+        if self.action not in OWNER_ACTIONS:
             return True
         if self.action == "del" and interaction.permissions.manage_messages:
             return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}> can use this button.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
+        return await owner_only(interaction, self.owner_id, f"Only <@{self.owner_id}> can use this button.")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler: ImageButtonHandler | None = interaction.client.get_cog(COG_NAME)
-        if handler is None:
-            await reply(interaction, UNAVAILABLE, ephemeral=True)
-            return
-        try:
-            await handler.image_button_pressed(interaction, self)
-        except Exception as exc:
-            # discord.py only logs what a dynamic item's callback raises; the user gets one sentence.
-            message = explain(exc, where=f"Image button {self.custom_id} (user {interaction.user.id})")
-            with contextlib.suppress(discord.HTTPException):
-                await reply(interaction, message, ephemeral=True)
+        await hand_to_cog(
+            interaction,
+            cog_name=COG_NAME,
+            unavailable=UNAVAILABLE,
+            where=f"Image button {self.custom_id}",
+            action=lambda handler: handler.image_button_pressed(interaction, self),
+        )
 
 
 def result_view(owner_id: int, result_id: int, count: int) -> discord.ui.View:

@@ -7,24 +7,16 @@ work; the button only parses its custom_id and checks who pressed.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 
-from bot.discordkit.responses import reply
-from bot.discordkit.tree import explain
+from bot.discordkit.presses import hand_to_cog, owner_only
 
 PREFIX = "concord:vision"
 COG_NAME = "Vision"
 UNAVAILABLE = "Vision is not available right now; try again in a moment."
-
-
-class VisionRetryHandler(Protocol):
-    async def vision_retry_pressed(
-        self, interaction: discord.Interaction[Any], button: VisionRetryButton
-    ) -> None: ...
 
 
 class VisionRetryButton(
@@ -50,27 +42,16 @@ class VisionRetryButton(
         return cls(int(match["owner"]), int(match["ask"]))
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}> can use this button.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
+        return await owner_only(interaction, self.owner_id, f"Only <@{self.owner_id}> can use this button.")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler: VisionRetryHandler | None = interaction.client.get_cog(COG_NAME)
-        if handler is None:
-            await reply(interaction, UNAVAILABLE, ephemeral=True)
-            return
-        try:
-            await handler.vision_retry_pressed(interaction, self)
-        except Exception as exc:
-            # discord.py only logs what a dynamic item's callback raises; the user gets one sentence.
-            message = explain(exc, where=f"Vision button {self.custom_id} (user {interaction.user.id})")
-            with contextlib.suppress(discord.HTTPException):
-                await reply(interaction, message, ephemeral=True)
+        await hand_to_cog(
+            interaction,
+            cog_name=COG_NAME,
+            unavailable=UNAVAILABLE,
+            where=f"Vision button {self.custom_id}",
+            action=lambda handler: handler.vision_retry_pressed(interaction, self),
+        )
 
 
 def retry_view(owner_id: int, ask_id: int) -> discord.ui.View:

@@ -7,15 +7,13 @@ them when it loads and does the work; a button only parses its custom_id and che
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import discord
 
-from bot.discordkit.responses import reply
-from bot.discordkit.tree import explain
+from bot.discordkit.presses import hand_to_cog, owner_only
 
 STOP_PREFIX = "concord:chat:stop"
 REGENERATE_PREFIX = "concord:chat:regen"
@@ -34,21 +32,9 @@ class ChatButtonHandler(Protocol):
     ) -> None: ...
 
 
-def _handler(interaction: discord.Interaction[Any]) -> ChatButtonHandler | None:
-    cog: Any = interaction.client.get_cog(COG_NAME)
-    return cog
-
-
 async def _owner_only(interaction: discord.Interaction[Any], owner_id: int) -> bool:
     """Only the person who asked may press; everyone else is told so, privately."""
-    if interaction.user.id == owner_id:
-        return True
-    await interaction.response.send_message(
-        f"Only <@{owner_id}> can use these buttons.",
-        ephemeral=True,
-        allowed_mentions=discord.AllowedMentions.none(),
-    )
-    return False
+    return await owner_only(interaction, owner_id, f"Only <@{owner_id}> can use these buttons.")
 
 
 async def _press(
@@ -57,21 +43,13 @@ async def _press(
     action: Callable[[ChatButtonHandler], Awaitable[None]],
 ) -> None:
     """Hand a press to the Chat cog; whatever happens, the presser gets an answer."""
-    handler = _handler(interaction)
-    if handler is None:  # the chat cog is unloaded (e.g. mid-reload): still answer the press
-        await reply(interaction, CHAT_UNAVAILABLE, ephemeral=True)
-        return
-    try:
-        await action(handler)
-    except Exception as exc:
-        await _explain_failure(interaction, exc, custom_id)
-
-
-async def _explain_failure(interaction: discord.Interaction[Any], error: Exception, custom_id: str) -> None:
-    # discord.py only logs what a dynamic item's callback raises; the user gets one sentence instead.
-    message = explain(error, where=f"Chat button {custom_id} (user {interaction.user.id})")
-    with contextlib.suppress(discord.HTTPException):
-        await reply(interaction, message, ephemeral=True)
+    await hand_to_cog(
+        interaction,
+        cog_name=COG_NAME,
+        unavailable=CHAT_UNAVAILABLE,
+        where=f"Chat button {custom_id}",
+        action=action,
+    )
 
 
 class StopButton(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Any
 
 import discord
 
-from bot.discordkit.responses import reply
-from bot.discordkit.tree import explain
+from bot.discordkit.presses import hand_to_cog, owner_only
 
 CANCEL_PREFIX = "concord:suno:cancel"
 COG_NAME = "Songs"
@@ -41,26 +39,16 @@ class CancelButton(
         return cls(int(match["owner"]), match["group"])
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}> can cancel this song.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
+        return await owner_only(interaction, self.owner_id, f"Only <@{self.owner_id}> can cancel this song.")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        cog: Any = interaction.client.get_cog(COG_NAME)
-        try:
-            if cog is None:
-                await reply(interaction, "Songs are not available right now; try again soon.", ephemeral=True)
-                return
-            await cog.cancel_pressed(interaction, self)
-        except Exception as exc:
-            message = explain(exc, where=f"Song button {self.custom_id} (user {interaction.user.id})")
-            with contextlib.suppress(discord.HTTPException):
-                await reply(interaction, message, ephemeral=True)
+        await hand_to_cog(
+            interaction,
+            cog_name=COG_NAME,
+            unavailable="Songs are not available right now; try again soon.",
+            where=f"Song button {self.custom_id}",
+            action=lambda cog: cog.cancel_pressed(interaction, self),
+        )
 
 
 def cancel_view(owner_id: int, group_id: str) -> discord.ui.View:
