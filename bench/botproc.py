@@ -3,7 +3,7 @@
 Runs in its own process (the emulators and the driver stay in the parent), so its CPU time and memory
 are the bot's alone. Counts every database round trip (SQLAlchemy cursor executes, commits, rollbacks)
 and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
-`stats`, `reset`, `lag on` / `lag off`, `clear_peak` (resets the peak-RSS mark).
+`stats`, `reset`, `lag on` / `lag off`, `trace on` / `trace off` (what each round trip was), `clear_peak` (resets the peak-RSS mark).
 """
 
 from __future__ import annotations
@@ -30,25 +30,36 @@ class Counters:
         self.commits = 0
         self.rollbacks = 0
         self.lags: list[float] = []
+        self.tracing = False
+        self.trace: list[str] = []
+        """What each round trip was (statement start, COMMIT, ROLLBACK), kept while `trace on`."""
 
     def reset(self) -> None:
         self.executes = self.commits = self.rollbacks = 0
         self.lags = []
+        self.trace = []
+
+    def note(self, what: str) -> None:
+        if self.tracing:
+            self.trace.append(" ".join(what.split())[:90])
 
 
 COUNTERS = Counters()
 
 
-def _count_execute(*_: Any) -> None:
+def _count_execute(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
     COUNTERS.executes += 1
+    COUNTERS.note(statement)
 
 
 def _count_commit(*_: Any) -> None:
     COUNTERS.commits += 1
+    COUNTERS.note("COMMIT")
 
 
 def _count_rollback(*_: Any) -> None:
     COUNTERS.rollbacks += 1
+    COUNTERS.note("ROLLBACK")
 
 
 def proc_status() -> dict[str, int]:
@@ -74,6 +85,7 @@ def stats() -> dict[str, Any]:
         "lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000 if lags else 0.0,
         "lag_max_ms": lags[-1] * 1000 if lags else 0.0,
         "rss_kb": status.get("VmRSS", 0),
+        "trace": list(COUNTERS.trace),
         "hwm_kb": status.get("VmHWM", 0),
     }
 
@@ -103,6 +115,9 @@ async def serve_control() -> None:
             answer = {"ok": True}
         elif command in ("lag on", "lag off"):
             COUNTERS.sampling = command == "lag on"
+            answer = {"ok": True}
+        elif command in ("trace on", "trace off"):
+            COUNTERS.tracing = command == "trace on"
             answer = {"ok": True}
         elif command == "clear_peak":
             with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:  # noqa: ASYNC230

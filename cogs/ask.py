@@ -162,6 +162,7 @@ class Ask(commands.Cog, name=COG_NAME):
                 async for item in items:
                     if isinstance(item, StreamEnd):
                         result.end = item
+                        live.stream_ended()
                         return
                     if isinstance(item, AskChunk):
                         result.add_source(item.url)

@@ -131,6 +131,8 @@ class LiveReply:
         self.final_view: discord.ui.View | None = None
         self.text = ""
         self.finished = False
+        self.ended = False
+        """The model has stopped writing: no interim write goes out any more, `finish` writes the end."""
         self.complete = True
         self.stopped = False
         self.handles: dict[int, Any] = {}
@@ -162,6 +164,11 @@ class LiveReply:
                 self._cut_at_cap()
                 return False
         return True
+
+    def stream_ended(self) -> None:
+        """No more text is coming. Writes not yet begun wait for `finish`, so a reply that was written
+        faster than its first message could go out is shown with one write instead of two."""
+        self.ended = True
 
     def _cut_at_cap(self) -> None:
         assert self.max_pages is not None
@@ -252,6 +259,9 @@ class LiveReply:
                 await self._dirty.wait()
                 self._dirty.clear()
                 final = self.finished
+                if self.ended and not final:
+                    await self._done.wait()
+                    continue
                 self._schedule(final=final)
                 if final:
                     break

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -41,3 +43,17 @@ async def reply(
         # A channel write like any other: through the bot's write budget for that channel.
         budget = interaction.client.write_budget
         await budget.write(channel.id, lambda: channel.send(**kwargs))
+
+
+@contextlib.asynccontextmanager
+async def refusals_stay_private(interaction: discord.Interaction[Any]) -> AsyncIterator[None]:
+    """For the checks a command makes after a public defer (quota, input limits): an error inside takes
+    the public "thinking…" message away, so the explanation the error handler then sends is a new,
+    ephemeral message that only the user sees. The defer can come first, and acknowledge at once."""
+    try:
+        yield
+    except Exception:
+        if interaction.response.is_done() and not interaction.is_expired():
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+        raise

@@ -19,7 +19,20 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # One connection for the whole process: SQLite takes one writer at a time, and writers on
+        # separate connections wait for each other in SQLite's busy handler, which sleeps in steps of up
+        # to 100 ms. Queued for the one connection instead, a short unit of work waits only for the ones
+        # ahead of it (each well under a millisecond).
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            pool_size=1,
+            max_overflow=0,
+            # Sessions end their own transactions; a second rollback on return would be one more trip
+            # to the database thread per unit of work, for nothing.
+            pool_reset_on_return=None,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.discordkit.embeds import result_embed
 from bot.discordkit.live_reply import NO_PINGS, ChannelTarget, InteractionTarget
+from bot.discordkit.responses import refusals_stay_private
 from bot.discordkit.tree import explain
 from bot.discordkit.write_budget import Priority
 from bot.errors import InvalidInput
@@ -120,16 +121,23 @@ class Chat(commands.Cog, name="Chat"):
         asked_image = await image_question(self.bot, [file], interaction.guild_id) if file else None
         if file is not None and asked_image is None:
             check_attachment(file, self.settings.chat_attachment_max_bytes)
-        # Quota before the defer: a denial (or an over-long prompt) is the first, private answer.
+        # Acknowledged before any database work; a refusal after this (quota, the input limit, the file)
+        # still reaches only the user.
+        await interaction.response.defer(thinking=True, ephemeral=private)
         quota_model = model or settings.model or self.settings.chat_default_model
-        async with self.engine.reserve_quota(
-            interaction.user, interaction.guild_id, quota_model, image=asked_image is not None
-        ) as reservation:
-            check_input(prompt, reservation.plan, settings)
-            await interaction.response.defer(thinking=True, ephemeral=private)
-            text = prompt
-            if file is not None and asked_image is None:  # the file's text counts toward the input limit
-                text += await read_attachment(file, self.settings.chat_attachment_max_bytes, self.bot.fetcher)
+        async with contextlib.AsyncExitStack() as held:
+            async with refusals_stay_private(interaction):
+                reservation = await held.enter_async_context(
+                    self.engine.reserve_quota(
+                        interaction.user, interaction.guild_id, quota_model, image=asked_image is not None
+                    )
+                )
+                text = prompt
+                if file is not None and asked_image is None:  # the file's text counts toward the limit
+                    text += await read_attachment(
+                        file, self.settings.chat_attachment_max_bytes, self.bot.fetcher
+                    )
+                check_input(text, reservation.plan, settings)
             request = TurnRequest(
                 channel_id=interaction.channel_id,
                 guild_id=interaction.guild_id,

@@ -394,6 +394,7 @@ class TurnEngine:
         try:
             async with self.gate.slot():  # the bot-wide cap covers the provider call only
                 end, stopped = await self._stream(chat_request, reply, live.stop, request)
+            reply.stream_ended()
             reservation.keep()
         except BaseException:
             await reply.abandon()
@@ -473,6 +474,7 @@ class TurnEngine:
             async with aclosing(stream) as items:  # an async generator
                 async for item in items:
                     if isinstance(item, StreamEnd):
+                        reply.stream_ended()
                         return item
                     if item.text:
                         got_text = True

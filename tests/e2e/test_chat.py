@@ -272,6 +272,23 @@ async def test_a_long_stream_is_one_send_plus_bounded_edits(
     assert all(r.headers.get("X-RateLimit-Remaining") != "0" for r in writes)  # discord.py never waits
 
 
+async def test_a_reply_written_before_its_first_message_goes_out_is_one_write(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    # The whole answer arrives at once: no "still writing" message with a Stop button that is edited a
+    # moment later, just the finished reply.
+    gateway.stream_chunks = ["All ", "of ", "it ", "at ", "once."]
+    me = discord_emu.bot_user.id
+    await discord_emu.send_message(world.member, world.general, f"<@{me}> quick one")
+    answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu), timeout=10)
+    await asyncio.sleep(0.2)  # a second write, if one were coming, would be out by now
+    writes = chat_writes(discord_emu, world.general)
+    assert [r.method for r in writes] == ["POST"]
+    assert answer["content"] == "All of it at once."
+    assert WRITING_MARKER not in writes[0].json["content"]
+    assert button_id(answer, REGENERATE_BUTTON) is not None
+
+
 async def test_final_text_is_prompt_while_other_bot_messages_share_the_channel(
     discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, tmp_path: Path
 ) -> None:
@@ -324,7 +341,9 @@ async def test_chat_command_replies_leave_the_channels_write_budget_to_its_messa
         itx = await discord_emu.run_command(world.member, "chat", {"prompt": f"q{n}"}, channel=world.general)
         await itx.wait_for(lambda i: is_final(i.original), timeout=10)
     assert chat_bot.write_budget.recent_writes(world.general.id) == 0
-    assert chat_bot.write_budget.stats.writes >= 6  # each turn's writes still went through the budget
+    # Each turn's write still went through the budget: one each, as each reply was written whole before
+    # its first message could go out.
+    assert chat_bot.write_budget.stats.writes == 3
 
 
 async def test_long_replies_continue_in_new_messages_without_breaking_code(
