@@ -3,7 +3,8 @@
 Runs in its own process (the emulators and the driver stay in the parent), so its CPU time and memory
 are the bot's alone. Counts every database round trip (SQLAlchemy cursor executes, commits, rollbacks)
 and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
-`stats`, `reset`, `lag on` / `lag off`, `trace on` / `trace off` (what each round trip was), `clear_peak` (resets the peak-RSS mark).
+`stats`, `reset`, `lag on` / `lag off`, `trace on` / `trace off` (what each round trip was),
+`clear_peak` (resets the peak-RSS mark).
 """
 
 from __future__ import annotations

@@ -133,22 +133,31 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
     return {f.name: f for f in (cpu, lag, limited, trips)}
 
 
-async def chat_turn_round_trips(bench: Bench, runs: int) -> Figure:
-    figure = Figure(
+async def chat_turn_round_trips(bench: Bench, runs: int) -> list[Figure]:
+    """Statements (the issue's figure) and every round trip to the database (statements plus COMMIT and
+    ROLLBACK), for one /chat turn; the statements of the last run are listed in `extra`."""
+    statements = Figure(
+        "db_statements_per_turn", "count", "SQL statements sent to the database, one /chat turn", "≤ 4"
+    )
+    trips = Figure(
         "db_round_trips_per_turn",
         "count",
-        "DB round trips (executes+commits+rollbacks), one /chat turn",
-        "≤ 4",
+        "DB round trips (statements + COMMITs + ROLLBACKs), one /chat turn",
+        "",
     )
+    await bench.bot.ask("trace on")
     for run in range(runs):
         channel = bench.channels[1 + run % (len(bench.channels) - 1)]
         await bench.bot.ask("reset")
         await bench.chat(bench.users[1], channel, f"turn {run}")
         await asyncio.sleep(SETTLE)
         stats = await bench.bot.stats()
-        figure.samples.append(stats["round_trips"])
-        figure.extra = {k: stats[k] for k in ("executes", "commits", "rollbacks")}
-    return figure
+        statements.samples.append(stats["executes"])
+        trips.samples.append(stats["round_trips"])
+        trips.extra = {k: stats[k] for k in ("executes", "commits", "rollbacks")}
+        statements.extra = {"last_turn": stats["trace"]}
+    await bench.bot.ask("trace off")
+    return [statements, trips]
 
 
 def _chat_request_for(bench: Bench, marker: str) -> Any:
@@ -204,10 +213,11 @@ async def message_to_request(bench: Bench, runs: int, bursts: int) -> dict[str, 
 async def run_in(bench: Bench, quick: bool) -> list[Figure]:
     """The per-reply figures, in a running world with at least 6 channels and 20 users."""
     streamed = await streamed_replies(bench, 1 if quick else 5, idle=1.0 if quick else 3.0)
-    round_trips = await chat_turn_round_trips(bench, 3 if quick else 20)
+    statements, round_trips = await chat_turn_round_trips(bench, 3 if quick else 20)
     latency = await message_to_request(bench, 5 if quick else 40, 1 if quick else 3)
     return [
         streamed["cpu_ms_per_reply"],
+        statements,
         round_trips,
         streamed["db_round_trips_per_mention_turn"],
         latency["msg_to_request_ms"],

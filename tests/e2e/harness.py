@@ -197,6 +197,27 @@ async def run(emu: DiscordEmulator, who: Any, command: str, where: Any, /, **opt
     return itx
 
 
+EPHEMERAL = 1 << 6
+
+
+def private_answer_of(itx: Any) -> Json | None:
+    """What only the user sees: the original response of a privately answered interaction, or, when a
+    public "thinking…" was taken back (deleted), the ephemeral followup that answered instead."""
+    if itx.ephemeral:
+        return itx.original if itx.original and itx.original.get("content") else None
+    if itx.responded and itx.original is None:
+        return next((m for m in itx.followups if int(m.get("flags") or 0) & EPHEMERAL), None)
+    return None
+
+
+async def private_answer(itx: Any, within: float = 5.0) -> Json:
+    """Wait for the interaction's private answer (see `private_answer_of`); a public one fails the wait."""
+    await itx.wait_for(lambda i: private_answer_of(i) is not None, within)
+    found = private_answer_of(itx)
+    assert found is not None
+    return found
+
+
 def text_of(itx: Any) -> str:
     """An interaction's answer as text: content, then each embed's title, description and fields."""
     message = itx.original

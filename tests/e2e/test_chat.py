@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     custom_ids,
     final_from,
     is_final,
+    private_answer,
     running_bot,
     sent_messages,
     until,
@@ -674,9 +675,7 @@ async def test_input_over_the_plan_limit_is_refused_with_the_limit(
     discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
 ) -> None:
     itx = await discord_emu.run_command(world.member, "chat", {"prompt": "x" * 1001}, channel=world.general)
-    await itx.wait_for_response()
-    assert itx.ephemeral
-    assert "1,000 characters" in itx.original["content"]
+    assert "1,000 characters" in (await private_answer(itx))["content"]
     assert gateway.requests_for("chat") == []
     # The operator's plan decides the limit (a server's own plans can only tighten it).
     await chat_bot.plan_grants.grant("server", world.guild.id, "premium", expires_at=None, actor_id=1)
@@ -707,8 +706,7 @@ async def test_attachments_are_downloaded_through_the_guarded_fetcher(
     itx = await discord_emu.run_command(
         world.member, "chat", {"prompt": "read this", "file": disguised}, channel=world.general
     )
-    await until(lambda: bool(itx.original and itx.original["content"]))
-    assert "not plain UTF-8 text" in itx.original["content"]
+    assert "not plain UTF-8 text" in (await private_answer(itx))["content"]
     assert gateway.requests_for("chat") == []
     # The emulated CDN is on loopback: without the test allowlist the fetcher refuses to go there.
     allowing, chat_bot.fetcher = chat_bot.fetcher, GuardedFetcher()
@@ -717,12 +715,12 @@ async def test_attachments_are_downloaded_through_the_guarded_fetcher(
         refused = await discord_emu.run_command(
             world.member, "chat", {"prompt": "read this", "file": plain}, channel=world.general
         )
-        await until(lambda: bool(refused.original and refused.original["content"]))
+        refusal = await private_answer(refused)
     finally:
         await chat_bot.fetcher.close()
         chat_bot.fetcher = allowing
     assert gateway.requests_for("chat") == []
-    assert "127.0.0.1" not in refused.original["content"]
+    assert "127.0.0.1" not in refusal["content"]
 
 
 async def test_models_and_autocomplete(

@@ -16,6 +16,7 @@ from tests.e2e.harness import (
     chat,
     chat_settings,
     final_from,
+    private_answer,
     run,
     running_bot,
     sent_messages,
@@ -170,9 +171,8 @@ async def test_max_input_is_enforced_with_the_limit_stated(
     discord_emu: DiscordEmulator, world: World, gateway: GatewayEmulator, bot: Concord
 ) -> None:
     await admin_sets(discord_emu, world, "config max-input", characters=50)
-    refused = await run(discord_emu, world.member, "chat", world.general, prompt="x" * 60)
-    assert refused.ephemeral
-    assert "the limit here is 50 characters" in refused.original["content"]
+    refused = await discord_emu.run_command(world.member, "chat", {"prompt": "x" * 60}, channel=world.general)
+    assert "the limit here is 50 characters" in (await private_answer(refused))["content"]
     assert gateway.requests_for("chat") == []
     await chat(discord_emu, world.member, world.general, "y" * 50)
     assert prompts_seen(gateway) == ["y" * 50]
@@ -185,9 +185,10 @@ async def test_a_custom_plan_for_everyone_denies_the_second_turn_in_a_minute(
         discord_emu, world, "config plan", role=world.guild.everyone, plan="custom", limits="llm.minute=1"
     )
     await chat(discord_emu, world.member, world.general, "first")
-    denied = await run(discord_emu, world.member, "chat", world.general, prompt="second")
-    assert "allowance for this minute (1/1)" in text_of(denied)
-    assert denied.ephemeral  # only the denied user sees it, before anything public was posted
+    denied = await discord_emu.run_command(world.member, "chat", {"prompt": "second"}, channel=world.general)
+    # Only the denied user sees it: the public "thinking…" is taken back, nothing public stays.
+    assert "allowance for this minute (1/1)" in (await private_answer(denied))["content"]
+    assert denied.original is None
     assert prompts_seen(gateway) == ["first"]  # no provider call for the denied turn
 
 

@@ -13,10 +13,10 @@ from tests.e2e.harness import (
     World,
     chat,
     emulator_settings,
+    private_answer,
     providers_toml,
     running_bot,
     sent_messages,
-    text_of,
 )
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator
@@ -62,9 +62,7 @@ async def test_quota_is_shared_with_another_process_on_the_same_database(
             itx = await discord_emu.run_command(
                 world.member, "chat", {"prompt": "the eleventh"}, channel=world.general
             )
-            await itx.wait_for_response(timeout=5)
-            assert itx.ephemeral
-            assert "allowance for this minute (10/10)" in text_of(itx)
+            assert "allowance for this minute (10/10)" in (await private_answer(itx))["content"]
             report = await other.report(world.member.id)
         finally:
             await other_engine.dispose()
