@@ -33,6 +33,9 @@ NOT_LATEST = "Only the latest reply in this channel can be regenerated."
 SHUTTING_DOWN = "I'm restarting right now; please ask again in a minute."
 # How many recently finished generations (Stop) and private turns (Regenerate) the engine remembers.
 RECENT_LIMIT = 1024
+# The typing indicator starts only when the first message is not out this soon: it is for a slow answer,
+# and a turn's first milliseconds belong to its provider request.
+TYPING_AFTER = 0.05
 SettingsKey = tuple[int | None, int, int | None]
 
 
@@ -354,6 +357,9 @@ class TurnEngine:
             return None
 
         async def keep_typing() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), TYPING_AFTER)
+                return  # shown already
             with contextlib.suppress(discord.HTTPException):
                 async with channel.typing():
                     await until.wait()
@@ -405,8 +411,10 @@ class TurnEngine:
         complete = end is not None and end.complete and not reply.overflowed
         incomplete = stopped or not complete
         text = reply.text if reply.overflowed or end is None or len(end.text) < len(reply.text) else end.text
-        # Remember the turn before its final text shows, so a quick Regenerate or /history sees it. A first
-        # message still being sent usually lands within a few ms: its id is then stored in the same write.
+        # A reply already showing is remembered before its final text shows, so a quick Regenerate or
+        # /history sees it (a first message still being sent usually lands within a few ms: its id is then
+        # stored in the same write). A reply written before anything showed is remembered right after its
+        # one write, with that message's id: one store, not two.
         await reply.sends_settled(0.05)
         stored_ids = self._message_ids(reply)
         reply_id: int | None = None
@@ -416,10 +424,11 @@ class TurnEngine:
             regenerate = RegenerateButton(request.author.id, private_key=private_key)
         else:
             reply_id = request.replaces[1] if request.replaces is not None else ticket.row_ids[1]
-            await self.store.replace_reply(
-                reply_id, content=text, model=model, incomplete=incomplete, message_ids=stored_ids
-            )
-            ticket.answered = True
+            if stored_ids:
+                await self.store.replace_reply(
+                    reply_id, content=text, model=model, incomplete=incomplete, message_ids=stored_ids
+                )
+                ticket.answered = True
             regenerate = RegenerateButton(request.author.id, reply_id=reply_id)
         await reply.finish(
             complete=complete,
@@ -430,11 +439,12 @@ class TurnEngine:
         )
         shown_ids = self._message_ids(reply)
         ticket.answer_ids.update(shown_ids)
-        if reply_id is not None and shown_ids != stored_ids:
-            # A page whose send was still in flight: record its message id too.
+        if reply_id is not None and (not ticket.answered or shown_ids != stored_ids):
+            # Written in one go, or a page whose send was still in flight: record the message ids.
             await self.store.replace_reply(
                 reply_id, content=text, model=model, incomplete=incomplete, message_ids=shown_ids
             )
+            ticket.answered = True
 
     @staticmethod
     def _message_ids(reply: LiveReply) -> list[int]:

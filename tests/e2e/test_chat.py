@@ -116,7 +116,19 @@ async def test_a_mention_is_answered_in_the_channel_as_a_reply(
     assert answer["message_reference"]["message_id"] == asked["id"]
     assert answer["_pinged"]["replied_user"] is False
     assert sent_messages(gateway)[-1]["content"] == '[speaker: "bob"]\nwhat\'s up?'
-    assert world.general.id in discord_emu.typing
+    assert world.general.id not in discord_emu.typing  # answered at once: no typing indicator needed
+
+
+async def test_a_slow_answer_shows_the_typing_indicator_while_it_comes(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    gateway.chat_script = lambda body: ("Slow but sure.", 0.5)  # the first token comes after 0.5 s
+    me = discord_emu.bot_user.id
+    await discord_emu.send_message(world.member, world.general, f"<@{me}> take your time")
+    await until(lambda: world.general.id in discord_emu.typing, 0.4)  # while the answer is still coming
+    assert bot_messages(discord_emu, world.general) == []
+    answer = await discord_emu.wait_for_message(world.general, final_from(discord_emu), timeout=10)
+    assert answer["content"] == "Slow but sure."
 
 
 async def test_a_reply_to_the_bot_continues_the_conversation(
