@@ -411,10 +411,9 @@ class TurnEngine:
         complete = end is not None and end.complete and not reply.overflowed
         incomplete = stopped or not complete
         text = reply.text if reply.overflowed or end is None or len(end.text) < len(reply.text) else end.text
-        # A reply already showing is remembered before its final text shows, so a quick Regenerate or
-        # /history sees it (a first message still being sent usually lands within a few ms: its id is then
-        # stored in the same write). A reply written before anything showed is remembered right after its
-        # one write, with that message's id: one store, not two.
+        # Remember the turn before its final text shows, so a quick Regenerate, /history or follow-up sees
+        # it. A first message still being sent usually lands within a few ms: its id is then stored in the
+        # same write; a reply written whole before anything showed gets its message id stored after.
         await reply.sends_settled(0.05)
         stored_ids = self._message_ids(reply)
         reply_id: int | None = None
@@ -424,11 +423,10 @@ class TurnEngine:
             regenerate = RegenerateButton(request.author.id, private_key=private_key)
         else:
             reply_id = request.replaces[1] if request.replaces is not None else ticket.row_ids[1]
-            if stored_ids:
-                await self.store.replace_reply(
-                    reply_id, content=text, model=model, incomplete=incomplete, message_ids=stored_ids
-                )
-                ticket.answered = True
+            await self.store.replace_reply(
+                reply_id, content=text, model=model, incomplete=incomplete, message_ids=stored_ids
+            )
+            ticket.answered = True
             regenerate = RegenerateButton(request.author.id, reply_id=reply_id)
         await reply.finish(
             complete=complete,
@@ -439,12 +437,12 @@ class TurnEngine:
         )
         shown_ids = self._message_ids(reply)
         ticket.answer_ids.update(shown_ids)
-        if reply_id is not None and (not ticket.answered or shown_ids != stored_ids):
-            # Written in one go, or a page whose send was still in flight: record the message ids.
+        if reply_id is not None and shown_ids != stored_ids:
+            # A page whose send was still in flight, or the one write of a reply written whole: record
+            # its message id too.
             await self.store.replace_reply(
                 reply_id, content=text, model=model, incomplete=incomplete, message_ids=shown_ids
             )
-            ticket.answered = True
 
     @staticmethod
     def _message_ids(reply: LiveReply) -> list[int]:
