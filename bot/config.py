@@ -194,6 +194,7 @@ class Settings:
     )
     database_url: str = field(
         default="sqlite+aiosqlite:///data/concord.db",
+        repr=False,  # may hold the database password
         metadata=_rules(
             check=_known_driver,
             description="SQLAlchemy async URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://user:pw@host/db.",
