@@ -459,6 +459,8 @@ class Settings:
 
 
 Settings.model_fields = {spec.name: spec for spec in fields(Settings)}
+if unparsed := [spec.name for spec in fields(Settings) if str(spec.type) not in _PARSERS]:
+    raise TypeError(f"no parser for the annotation of {', '.join(unparsed)}: add one to _PARSERS")
 
 
 def _read(spec: Field[Any], value: Any, earlier: Mapping[str, Any]) -> Any:
