@@ -33,6 +33,7 @@ FAMILIES: dict[str, Callable[[bool], Any]] = {
     "history": history.run,
     "quotas": quotas.run,
     "media": media.run,
+    "conversations": load.conversations_memory,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

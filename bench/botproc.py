@@ -4,7 +4,7 @@ Runs in its own process (the emulators and the driver stay in the parent), so it
 are the bot's alone. Counts every database round trip (SQLAlchemy cursor executes, commits, rollbacks)
 and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
 `stats`, `reset`, `lag on` / `lag off`, `trace on` / `trace off` (what each round trip was),
-`clear_peak` (resets the peak-RSS mark).
+`clear_peak` (resets the peak-RSS mark), `memory` (top allocations, with BENCH_TRACEMALLOC=1).
 """
 
 from __future__ import annotations
@@ -91,6 +91,20 @@ def stats() -> dict[str, Any]:
     }
 
 
+def memory_top(limit: int = 25) -> list[str]:
+    """Where the live Python allocations are, by source line (only with BENCH_TRACEMALLOC=1, which
+    starts tracemalloc before the bot imports anything; it slows the bot down, so no figures then)."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return ["tracemalloc is off: start the bot with BENCH_TRACEMALLOC=1"]
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    total = sum(stat.size for stat in stats)
+    lines = [f"total {total / 2**20:.1f} MiB in {sum(stat.count for stat in stats):,} blocks"]
+    lines += [f"{stat.size / 2**20:7.2f} MiB {stat.count:8,} {stat.traceback}" for stat in stats[:limit]]
+    return lines
+
+
 async def sample_lag() -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -120,6 +134,8 @@ async def serve_control() -> None:
         elif command in ("trace on", "trace off"):
             COUNTERS.tracing = command == "trace on"
             answer = {"ok": True}
+        elif command == "memory":
+            answer = {"top": memory_top()}
         elif command == "clear_peak":
             with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:  # noqa: ASYNC230
                 refs.write("5")
@@ -148,6 +164,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_TRACEMALLOC") == "1":
+        import tracemalloc
+
+        tracemalloc.start()
     event.listen(Engine, "before_cursor_execute", _count_execute)
     event.listen(Engine, "commit", _count_commit)
     event.listen(Engine, "rollback", _count_rollback)
