@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.providers.types import ChatMessage
+from bot.services.conversation_tails import ConversationTails, Row
 from bot.store.engine import upsert_insert
 from bot.store.models import Conversation, ConversationMessage, utcnow
 
@@ -134,6 +135,21 @@ _TURN_COLUMNS = (
 (a context never shows when a message was written; parsing it was a third of a history read)."""
 
 
+def _row(row_id: int, values: dict[str, Any]) -> Row:
+    """A row as `_TURN_COLUMNS` reads it, from the values just inserted."""
+    return (
+        row_id,
+        values["role"],
+        values["content"],
+        values["author_id"],
+        values["author_name"],
+        values["model"],
+        values["token_estimate"],
+        values["incomplete"],
+        values["discord_message_ids"],
+    )
+
+
 def _turn(row: Sequence[Any]) -> Turn:
     return Turn(
         id=row[0],
@@ -146,6 +162,35 @@ def _turn(row: Sequence[Any]) -> Turn:
         incomplete=row[7],
         message_ids=tuple(int(i) for i in row[8] or ()),
     )
+
+
+class _HistoryFit:
+    """Turns for a context, fed newest first: rows still being answered (`exclude`) and questions whose
+    answer is empty and unfinished (a turn cut before any text, e.g. by a crash) are left out, with that
+    answer; `add` says when the room is full."""
+
+    def __init__(self, room: int, unit: BudgetUnit, exclude: Collection[int]) -> None:
+        self.room = room
+        self.unit = unit
+        self.exclude = exclude
+        self.newest_first: list[Turn] = []
+        self.used = 0
+        self.skip_question = False
+
+    def add(self, row: Row) -> bool:
+        row_id, role, content, incomplete = row[0], row[1], row[2], row[7]
+        unanswered = role == "assistant" and (row_id in self.exclude or (incomplete and not content))
+        if unanswered or row_id in self.exclude or (self.skip_question and role == "user"):
+            self.skip_question = unanswered
+            return False
+        self.skip_question = False
+        turn = _turn(row)
+        self.used += turn.cost(self.unit)
+        self.newest_first.append(turn)
+        return self.used > self.room
+
+    def result(self) -> list[Turn]:
+        return fit_history(self.newest_first, self.room, self.unit)
 
 
 def fit_history(turns_newest_first: Sequence[Turn], room: int, unit: BudgetUnit) -> list[Turn]:
@@ -202,6 +247,8 @@ class ConversationStore:
         self._writer: asyncio.Task[None] | None = None
         self._conversations: dict[int, int] = {}
         """channel id -> conversation id (a conversation row is never deleted, so this never goes stale)."""
+        self.tails = ConversationTails()
+        """The newest rows of recently active channels: most contexts are built without a read."""
 
     async def _conversation_id(self, session: AsyncSession, channel_id: int, guild_id: int | None) -> int:
         known = self._conversations.get(channel_id)
@@ -219,19 +266,26 @@ class ConversationStore:
         if len(self._conversations) > 100_000:
             self._conversations.clear()
         self._conversations[channel_id] = found
+        self.tails.place(found, channel_id)
         return found
 
     async def append(self, channel_id: int, guild_id: int | None, turns: Sequence[Turn]) -> list[int]:
         """Store `turns` (a prompt and its reply) together, in order; returns their ids."""
         async with self.sessions() as session, session.begin():
-            [ids] = await self._insert(session, [(channel_id, guild_id, turns)])
-            return ids
+            [ids], added = await self._insert(session, [(channel_id, guild_id, turns)])
+        self._keep(added)
+        return ids
+
+    def _keep(self, added: Sequence[tuple[int, Sequence[Row]]]) -> None:
+        for channel_id, rows in added:
+            self.tails.inserted(channel_id, rows)
 
     async def _insert(
         self, session: AsyncSession, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
-    ) -> list[list[int]]:
+    ) -> tuple[list[list[int]], list[tuple[int, list[Row]]]]:
         """Insert each group's turns, groups and turns in the order given (ids ascend in that order), in
-        one statement."""
+        one statement. Returns the ids per group, and per channel the new rows, for its tail once the
+        caller's transaction has committed (`_keep`)."""
         rows: list[dict[str, Any]] = []
         for channel_id, guild_id, turns in groups:
             conversation_id = await self._conversation_id(session, channel_id, guild_id)
@@ -251,7 +305,7 @@ class ConversationStore:
                 for turn in turns
             )
         if not rows:
-            return [[] for _ in groups]
+            return [[] for _ in groups], []
         # The rows of one VALUES list get ascending ids in their order; RETURNING's order is not promised.
         ids = iter(
             sorted(
@@ -260,7 +314,13 @@ class ConversationStore:
                 )
             )
         )
-        return [[next(ids) for _ in turns] for _, _, turns in groups]
+        grouped = [[next(ids) for _ in turns] for _, _, turns in groups]
+        values = iter(rows)
+        added = [
+            (channel_id, [_row(turn_id, next(values)) for turn_id in turn_ids])
+            for (channel_id, _, _), turn_ids in zip(groups, grouped, strict=True)
+        ]
+        return grouped, added
 
     def begin_turn(
         self, channel_id: int, guild_id: int | None, prompt: Turn, *, model: str | None = None
@@ -282,7 +342,8 @@ class ConversationStore:
             batch, self._begun = self._begun, []
             try:
                 async with self.sessions() as session, session.begin():
-                    ids = await self._insert(session, [(c, g, turns) for c, g, turns, _ in batch])
+                    ids, added = await self._insert(session, [(c, g, turns) for c, g, turns, _ in batch])
+                self._keep(added)
             except BaseException as exc:
                 for *_, future in batch:
                     if not future.done():
@@ -297,7 +358,13 @@ class ConversationStore:
     async def drop_turn(self, ids: Sequence[int]) -> None:
         """Forget a stored question and its unfinished answer (the turn failed before any answer)."""
         async with self.sessions() as session, session.begin():
-            await session.execute(delete(ConversationMessage).where(ConversationMessage.id.in_(list(ids))))
+            result = await session.execute(
+                delete(ConversationMessage)
+                .where(ConversationMessage.id.in_(list(ids)))
+                .returning(ConversationMessage.conversation_id)
+            )
+            conversations = list(result.scalars())
+        self.tails.deleted(conversations, ids)
 
     async def replace_reply(
         self,
@@ -310,18 +377,24 @@ class ConversationStore:
     ) -> bool:
         """Overwrite a stored assistant turn (Regenerate); False if it was reset meanwhile."""
         async with self.sessions() as session, session.begin():
-            result = await session.execute(
-                update(ConversationMessage)
-                .where(ConversationMessage.id == message_id, ConversationMessage.role == "assistant")
-                .values(
-                    content=clean_stored_text(content),
-                    model=model,
-                    incomplete=incomplete,
-                    token_estimate=estimate_tokens(content),
-                    discord_message_ids=[str(i) for i in message_ids],
+            found = (
+                await session.execute(
+                    update(ConversationMessage)
+                    .where(ConversationMessage.id == message_id, ConversationMessage.role == "assistant")
+                    .values(
+                        content=clean_stored_text(content),
+                        model=model,
+                        incomplete=incomplete,
+                        token_estimate=estimate_tokens(content),
+                        discord_message_ids=[str(i) for i in message_ids],
+                    )
+                    .returning(ConversationMessage.conversation_id, *_TURN_COLUMNS)
                 )
-            )
-            return bool(getattr(result, "rowcount", 0))
+            ).first()
+        if found is None:
+            return False
+        self.tails.updated(found[0], tuple(found[1:]))
+        return True
 
     async def stored_turn(self, reply_id: int) -> StoredTurn | None:
         """A stored reply with the prompt it answered (what Regenerate redoes); None once reset."""
@@ -372,38 +445,54 @@ class ConversationStore:
 
         Left out: rows in `exclude` (turns still being answered) and questions whose answer is empty and
         unfinished (a turn cut before any text, e.g. by a crash), with that answer."""
-        newest_first: list[Turn] = []
-        used = 0
-        cursor = before_id
-        skip_question = False
+        fit = _HistoryFit(room, unit, exclude)
+        if before_id is not None:  # Regenerate: an older point in the conversation
+            await self._read_into(fit, channel_id, below=before_id)
+            return fit.result()
+        cached = self.tails.newest_first(channel_id)
+        if cached is not None:
+            rows, whole, below = cached
+            for row in rows:
+                if fit.add(row):
+                    return fit.result()
+            if not whole:  # the context reaches past the tail
+                await self._read_into(fit, channel_id, below=below)
+            return fit.result()
+        mark = self.tails.start_read(channel_id)
+        read: list[Row] | None = None
+        whole = False
+        try:
+            read, whole = await self._read_into(fit, channel_id, below=None)
+        finally:
+            self.tails.end_read(channel_id, mark, read, whole)
+        return fit.result()
+
+    async def _read_into(
+        self, fit: _HistoryFit, channel_id: int, *, below: int | None
+    ) -> tuple[list[Row], bool]:
+        """Feed the channel's rows (below id `below`, newest first, in pages) to `fit` until it is full;
+        returns every row read and whether the read reached the conversation's start."""
+        read: list[Row] = []
         size = FIRST_PAGE
         async with self.engine.connect() as connection:
             while True:
                 query = (
-                    select(*_TURN_COLUMNS)
+                    select(*_TURN_COLUMNS, ConversationMessage.conversation_id)
                     .join(Conversation)
                     .where(Conversation.channel_id == channel_id)
                     .order_by(ConversationMessage.id.desc())
                     .limit(size)
                 )
-                if cursor is not None:
-                    query = query.where(ConversationMessage.id < cursor)
-                rows = (await connection.execute(query)).all()
-                for row in rows:
-                    row_id, role, content, incomplete = row[0], row[1], row[2], row[7]
-                    unanswered = role == "assistant" and (row_id in exclude or (incomplete and not content))
-                    if unanswered or row_id in exclude or (skip_question and role == "user"):
-                        skip_question = unanswered
-                        continue
-                    skip_question = False
-                    turn = _turn(row)
-                    used += turn.cost(unit)
-                    newest_first.append(turn)
-                    if used > room:
-                        return fit_history(newest_first, room, unit)
-                if len(rows) < size:
-                    return fit_history(newest_first, room, unit)
-                cursor = rows[-1][0]
+                if below is not None:
+                    query = query.where(ConversationMessage.id < below)
+                rows = [tuple(row) for row in (await connection.execute(query)).all()]
+                if rows:
+                    self.tails.place(rows[0][-1], channel_id)
+                page = [row[:-1] for row in rows]
+                read += page
+                if any(fit.add(row) for row in page) or len(page) < size:
+                    return read, len(page) < size
+                below = page[-1][0]
                 size = PAGE
 
     async def count(self, channel_id: int) -> int:
@@ -453,12 +542,14 @@ class ConversationStore:
             conversation_id = await session.scalar(
                 select(Conversation.id).where(Conversation.channel_id == channel_id)
             )
-            if conversation_id is None:
-                return 0
-            result = await session.execute(
-                delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+            dropped = 0
+            if conversation_id is not None:
+                result = await session.execute(
+                    delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id)
+                )
+                dropped = int(getattr(result, "rowcount", 0) or 0)
+        self.tails.reset(channel_id)
+        return dropped
 
 
 def render_turns(turns: Sequence[Turn]) -> str:
