@@ -135,6 +135,9 @@ _TURN_COLUMNS = (
 (a context never shows when a message was written; parsing it was a third of a history read)."""
 
 
+_INSERT_MESSAGES = insert(ConversationMessage.__table__).returning(ConversationMessage.__table__.c.id)
+
+
 def _row(row_id: int, values: dict[str, Any]) -> Row:
     """A row as `_TURN_COLUMNS` reads it, from the values just inserted."""
     return (
@@ -306,14 +309,10 @@ class ConversationStore:
             )
         if not rows:
             return [[] for _ in groups], []
-        # The rows of one VALUES list get ascending ids in their order; RETURNING's order is not promised.
-        ids = iter(
-            sorted(
-                await session.scalars(
-                    insert(ConversationMessage).values(rows).returning(ConversationMessage.id)
-                )
-            )
-        )
+        # One statement for all the rows (SQLAlchemy's "insertmanyvalues"), compiled once and cached. The
+        # rows of one VALUES list get ascending ids in their order; RETURNING's order is not promised.
+        result = await session.execute(_INSERT_MESSAGES, rows)
+        ids = iter(sorted(result.scalars().all()))
         grouped = [[next(ids) for _ in turns] for _, _, turns in groups]
         values = iter(rows)
         added = [
