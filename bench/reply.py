@@ -59,6 +59,22 @@ def visible_times(bench: Bench, channel: Any, since: float, markers: list[str]) 
     return seen
 
 
+def final_reply_to(bench: Bench, channel: Any, message_id: Any) -> bool:
+    """The reply to that very message is finished (its last page offers Regenerate; a reply of several
+    pages quotes the question on its first page only, so the pages after it count too)."""
+    me = bench.emu.bot_user.id
+    replying = False
+    for m in bench.emu.messages(channel):
+        if m["_author_id"] != me:
+            continue
+        reference = (m.get("message_reference") or {}).get("message_id")
+        if reference is not None:
+            replying = str(reference) == str(message_id)
+        if replying and is_final(m):
+            return True
+    return False
+
+
 async def channel_alone(bench: Bench, channel: Any) -> None:
     """Wait until the bot's last message write in `channel` is a whole write window old, so the next
     reply has the channel's bucket to itself (the previous reply's last writes are not in its window)."""
@@ -204,7 +220,7 @@ async def message_to_request(bench: Bench, runs: int, bursts: int) -> dict[str, 
         burst.samples.append(percentile(latencies, 0.90))
         burst.extra.setdefault("all_ms", []).extend(round(x, 2) for x in latencies)
         await wait_until(
-            lambda sent=sent: all(final_reply_after(bench, w, msg["id"]) for _, _, w, msg in sent),
+            lambda sent=sent: all(final_reply_to(bench, w, msg["id"]) for _, _, w, msg in sent),
             120,
             "burst replies",
         )

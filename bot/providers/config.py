@@ -66,7 +66,7 @@ class ProviderConfig:
     idle_timeout: float = 30.0
     stream_timeout: float = 300.0
     retries: int = 1
-    max_concurrency: int = 8
+    max_concurrency: int = 64
     max_image_bytes: int = 20 * MiB
     max_audio_bytes: int = 25 * MiB
     max_json_bytes: int = 4 * MiB
