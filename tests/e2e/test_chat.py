@@ -791,3 +791,23 @@ async def test_an_unexpected_failure_answering_a_mention_shows_only_an_error_id(
     assert "exploded" not in answer["content"]
     [record] = [r for r in caplog.records if match.group(1) in r.getMessage()]
     assert isinstance(record.exc_info, tuple) and "exploded" in str(record.exc_info[1])
+
+
+async def test_twenty_questions_at_once_all_reach_the_model_at_once(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    # Every stream is held after its first words: the model is asked all twenty questions before any
+    # answer ends (a provider's default cap on requests in flight is above CHAT_MAX_CONCURRENCY's).
+    gateway.hold = asyncio.Event()
+    gateway.stream_chunks = ["held ", "answer"]
+    me = discord_emu.bot_user.id
+    channels = [world.guild.create_text_channel(f"many-{i}") for i in range(20)]
+    for i, channel in enumerate(channels):
+        asker = discord_emu.create_user(f"asker{i}")  # each within a free plan's allowance
+        world.guild.add_member(asker)
+        await discord_emu.send_message(asker, channel, f"<@{me}> question in {channel.name}")
+    await until(lambda: len(gateway.requests_for("chat")) == 20, 10)
+    gateway.hold.set()
+    for channel in channels:
+        answer = await discord_emu.wait_for_message(channel, final_from(discord_emu), timeout=10)
+        assert answer["content"] == "held answer"
