@@ -41,6 +41,9 @@ class ReplyTarget(Protocol):
     """Where a reply's pages go: a channel (mention, reply, DM) or an interaction's webhook."""
 
     channel_id: int
+    first_message_id: int | None
+    """The id the first page will have before it is written, when known (an interaction's deferred
+    response is edited into it); None for a message not sent yet."""
     budget_key: int
     """The write budget its writes share: the channel's, or for an interaction its own webhook's (Discord
     limits an interaction's response and followups per interaction token, not per channel)."""
@@ -56,6 +59,7 @@ class ChannelTarget:
     def __init__(self, channel: discord.abc.Messageable, channel_id: int, reference: discord.Message | None):
         self.channel = channel
         self.channel_id = channel_id
+        self.first_message_id: int | None = None
         self.budget_key = channel_id
         self.reference = reference
 
@@ -80,10 +84,16 @@ class InteractionTarget:
     """
 
     def __init__(
-        self, interaction: discord.Interaction[Any], *, ephemeral: bool, first_is_original: bool = True
+        self,
+        interaction: discord.Interaction[Any],
+        *,
+        ephemeral: bool,
+        first_is_original: bool = True,
+        original_id: int | None = None,
     ) -> None:
         self.interaction = interaction
         self.channel_id = interaction.channel_id or 0
+        self.first_message_id = original_id if first_is_original else None
         self.budget_key = interaction.id  # a snowflake of its own: never a channel's id
         self.ephemeral = ephemeral
         self.first_is_original = first_is_original

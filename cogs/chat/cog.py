@@ -123,7 +123,7 @@ class Chat(commands.Cog, name="Chat"):
             check_attachment(file, self.settings.chat_attachment_max_bytes)
         # Acknowledged before any database work; a refusal after this (quota, the input limit, the file)
         # still reaches only the user.
-        await interaction.response.defer(thinking=True, ephemeral=private)
+        deferred = await interaction.response.defer(thinking=True, ephemeral=private)
         quota_model = model or settings.model or self.settings.chat_default_model
         async with contextlib.AsyncExitStack() as held:
             async with refusals_stay_private(interaction):
@@ -146,7 +146,10 @@ class Chat(commands.Cog, name="Chat"):
                 prompt=text,
                 model=model,
                 private=private,
-                target=InteractionTarget(interaction, ephemeral=private),
+                # The deferred response becomes the reply's first page: its id is known before it is written.
+                target=InteractionTarget(
+                    interaction, ephemeral=private, original_id=deferred.message_id if deferred else None
+                ),
                 reservation=reservation,
                 image=asked_image[0] if asked_image else None,
                 vision_model=asked_image[1] if asked_image else None,

@@ -446,7 +446,11 @@ class TurnEngine:
 
     @staticmethod
     def _message_ids(reply: LiveReply) -> list[int]:
-        return [int(reply.handles[i].id) for i in sorted(reply.handles)]
+        """The reply's Discord messages: those written, and a first one whose id is known beforehand."""
+        ids = {i: int(handle.id) for i, handle in reply.handles.items()}
+        if 0 not in ids and reply.target.first_message_id is not None:
+            ids[0] = reply.target.first_message_id
+        return [ids[i] for i in sorted(ids)]
 
     @staticmethod
     async def _relay_first_shown(reply: LiveReply, ticket: Ticket, first_shown: asyncio.Event) -> None:

@@ -6,17 +6,19 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
-from tests.e2e.harness import World, chat_settings, final_from, running_bot
+from bot.store.models import ConversationMessage
+from tests.e2e.harness import World, chat, chat_settings, final_from, running_bot
 from tests.emulators.discord_emulator import DiscordEmulator
 from tests.emulators.gateway import GatewayEmulator
 
-# Settings (guild + channel rows), plan, quota windows (2), storing the question (2 rows), the history
-# read and storing the answer: 9, plus one more update when the reply's first message was still being sent
-# as the stream ended (14 before the turn engine resolved settings and plan once). The figure is printed;
-# this bound catches a layer that starts asking again.
-STATEMENT_BOUND = 10
+# In a channel that has talked before: the quota take (one statement for every window), the question and
+# its empty answer (one insert), the answer (one update), and one more update for the id of a reply written
+# whole before its message went out. Settings and plans are cached, and the history is in memory. (14
+# before the turn engine resolved settings and plan once, 9 before the conversation tails.) The figure is
+# printed; this bound catches a layer that starts asking again.
+STATEMENT_BOUND = 4
 
 
 async def test_one_mention_costs_a_bounded_number_of_statements(
@@ -43,3 +45,30 @@ async def test_one_mention_costs_a_bounded_number_of_statements(
             event.remove(bot.db_engine.sync_engine, "before_cursor_execute", count)
     print(f"DB statements for one mention: {len(statements)}:", *statements, sep="\n  ")
     assert 0 < len(statements) <= STATEMENT_BOUND
+    assert not any(s.startswith("SELECT") for s in statements)  # nothing read: settings, plan, history
+
+
+async def test_one_slash_chat_costs_three_statements_and_stores_its_message(
+    discord_emu: DiscordEmulator, world: World, tmp_path: Path
+) -> None:
+    gateway = GatewayEmulator("openai", reply="Counted.")
+    async with gateway, running_bot(discord_emu, chat_settings(discord_emu, gateway, tmp_path)) as bot:
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement.split()[0])
+
+        await chat(discord_emu, world.member, world.general, "warm up")
+        await asyncio.sleep(0.2)
+        event.listen(bot.db_engine.sync_engine, "before_cursor_execute", count)
+        try:
+            itx = await chat(discord_emu, world.member, world.general, "count me")
+            await asyncio.sleep(0.2)
+        finally:
+            event.remove(bot.db_engine.sync_engine, "before_cursor_execute", count)
+        async with bot.db_sessions() as session:
+            reply = await session.scalar(select(ConversationMessage).order_by(ConversationMessage.id.desc()))
+    # The quota, the question (one insert), the answer with its message's id, known from the defer.
+    assert statements == ["INSERT", "INSERT", "UPDATE"]
+    assert reply is not None and reply.content == "Counted."
+    assert reply.discord_message_ids == [str(itx.original["id"])]
