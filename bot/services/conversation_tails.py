@@ -1,6 +1,7 @@
 """The newest stored rows of recently active channels, kept in memory so a turn's context needs no read.
 
-A tail is a contiguous run of a channel's newest `conversation_messages` rows, in id order: every stored
+A tail is a contiguous run of a channel's newest `conversation_messages` rows (as the store's Turns, so
+a context reuses them as they are), in id order: every stored
 row of that channel with an id at or above the tail's first one is in it. The store keeps it in step with
 its own writes (insert, reply update, drop, reset) once they commit. Only this process writes a channel's
 conversation: Discord sends a channel's events to one shard, and each process runs its own shards.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 TAIL_ROWS = 64
 """Rows kept per channel (the oldest are dropped first)."""
@@ -24,29 +25,43 @@ TAIL_CHARS = 64 * 1024
 TAIL_CHANNELS = 512
 """Channels kept; the least recently used is dropped first."""
 
-Row = tuple[Any, ...]
-"""A row as the store reads it: id, role, content, author id, author name, model, token estimate,
-incomplete, Discord message ids (as stored: a list of strings)."""
+
+class Stored(Protocol):
+    """A stored message as the store hands it out (its Turn): only its id and text matter here."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+S = TypeVar("S", bound=Stored)
+
+
+def _id(item: Stored) -> int:
+    assert item.id is not None
+    return item.id
 
 
 @dataclass(slots=True)
-class _Tail:
-    rows: list[Row] = field(default_factory=list)
+class _Tail(Generic[S]):
+    rows: list[S] = field(default_factory=list)
     whole: bool = False
     """No older rows exist: the tail is the channel's whole conversation."""
     chars: int = 0
 
     def trim(self) -> None:
         while self.rows and (len(self.rows) > TAIL_ROWS or self.chars > TAIL_CHARS):
-            self.chars -= len(self.rows.pop(0)[2])
+            self.chars -= len(self.rows.pop(0).content)
             self.whole = False
 
 
-class ConversationTails:
+class ConversationTails(Generic[S]):
     """Per-channel tails, least recently used dropped first; the store calls every method."""
 
     def __init__(self) -> None:
-        self._tails: OrderedDict[int, _Tail] = OrderedDict()
+        self._tails: OrderedDict[int, _Tail[S]] = OrderedDict()
         self._readers: dict[int, int] = {}
         """Channels with database reads under way (how many): only their writes are counted."""
         self._writes: dict[int, int] = {}
@@ -56,14 +71,14 @@ class ConversationTails:
 
     # --- reading ------------------------------------------------------------------------------------
 
-    def newest_first(self, channel_id: int) -> tuple[Iterator[Row], bool, int | None] | None:
+    def newest_first(self, channel_id: int) -> tuple[Iterator[S], bool, int | None] | None:
         """The channel's tail newest first, whether it is the whole conversation, and the id the database
         read continues below; None when the channel has no tail."""
         tail = self._tails.get(channel_id)
         if tail is None:
             return None
         self._tails.move_to_end(channel_id)
-        below = tail.rows[0][0] if tail.rows else None
+        below = _id(tail.rows[0]) if tail.rows else None
         return reversed(list(tail.rows)), tail.whole, below
 
     def start_read(self, channel_id: int) -> tuple[int, int]:
@@ -72,7 +87,7 @@ class ConversationTails:
         return self._writes.get(channel_id, 0), self._unplaced_writes
 
     def end_read(
-        self, channel_id: int, mark: tuple[int, int], newest_first: Sequence[Row] | None, whole: bool
+        self, channel_id: int, mark: tuple[int, int], newest_first: Sequence[S] | None, whole: bool
     ) -> None:
         """After the read: keep the rows it got (the channel's newest, contiguous; None: nothing to keep)
         as the channel's tail, unless a write to the channel came while it was under way."""
@@ -87,7 +102,7 @@ class ConversationTails:
         if newest_first is None or overtaken or channel_id in self._tails:
             return
         tail = _Tail(rows=list(reversed(newest_first)), whole=whole)
-        tail.chars = sum(len(row[2]) for row in tail.rows)
+        tail.chars = sum(len(row.content) for row in tail.rows)
         tail.trim()
         self._tails[channel_id] = tail
         while len(self._tails) > TAIL_CHANNELS:
@@ -95,7 +110,7 @@ class ConversationTails:
 
     # --- keeping in step with the store's writes ------------------------------------------------------
 
-    def _wrote(self, channel_id: int) -> _Tail | None:
+    def _wrote(self, channel_id: int) -> _Tail[S] | None:
         if channel_id in self._readers:
             self._writes[channel_id] = self._writes.get(channel_id, 0) + 1
         return self._tails.get(channel_id)
@@ -112,28 +127,28 @@ class ConversationTails:
             self.channel_of_conversation.clear()
         self.channel_of_conversation[conversation_id] = channel_id
 
-    def inserted(self, channel_id: int, rows: Sequence[Row]) -> None:
+    def inserted(self, channel_id: int, rows: Sequence[S]) -> None:
         """New rows of the channel, in id order (each newer than any stored before)."""
         tail = self._wrote(channel_id)
         if tail is None:
             return
-        newest = tail.rows[-1][0] if tail.rows else None
+        newest = _id(tail.rows[-1]) if tail.rows else None
         for row in rows:
-            if newest is None or row[0] > newest:
+            if newest is None or _id(row) > newest:
                 tail.rows.append(row)
-                tail.chars += len(row[2])
+                tail.chars += len(row.content)
         tail.trim()
 
-    def updated(self, conversation_id: int, row: Row) -> None:
+    def updated(self, conversation_id: int, row: S) -> None:
         """A stored row's new values (same id)."""
         channel_id = self._channel(conversation_id)
         tail = self._wrote(channel_id) if channel_id is not None else None
         if tail is None:
             return
         for index, old in enumerate(tail.rows):
-            if old[0] == row[0]:
+            if old.id == row.id:
                 tail.rows[index] = row
-                tail.chars += len(row[2]) - len(old[2])
+                tail.chars += len(row.content) - len(old.content)
                 tail.trim()
                 return
 
@@ -143,8 +158,8 @@ class ConversationTails:
             channel_id = self._channel(conversation_id)
             tail = self._wrote(channel_id) if channel_id is not None else None
             if tail is not None:
-                tail.rows = [row for row in tail.rows if row[0] not in gone]
-                tail.chars = sum(len(row[2]) for row in tail.rows)
+                tail.rows = [row for row in tail.rows if row.id not in gone]
+                tail.chars = sum(len(row.content) for row in tail.rows)
 
     def reset(self, channel_id: int) -> None:
         """The channel's conversation is now empty."""

@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.providers.types import ChatMessage
-from bot.services.conversation_tails import ConversationTails, Row
+from bot.services.conversation_tails import ConversationTails
 from bot.store.engine import upsert_insert
 from bot.store.models import Conversation, ConversationMessage, utcnow
 
@@ -67,6 +67,7 @@ def clean_display_name(name: str | None) -> str:
     return cleaned or "unknown"
 
 
+@functools.lru_cache(maxsize=4096)
 def speaker_header(name: str | None) -> str:
     """The first line of a user message naming its author, JSON-quoted so a name can't end the line."""
     return f"[speaker: {json.dumps(clean_display_name(name), ensure_ascii=False)}]"
@@ -153,18 +154,18 @@ _UPDATE_REPLY = (
 )
 
 
-def _row(row_id: int, values: dict[str, Any]) -> Row:
-    """A row as `_TURN_COLUMNS` reads it, from the values just inserted."""
-    return (
-        row_id,
-        values["role"],
-        values["content"],
-        values["author_id"],
-        values["author_name"],
-        values["model"],
-        values["token_estimate"],
-        values["incomplete"],
-        values["discord_message_ids"],
+def _inserted(row_id: int, values: dict[str, Any]) -> Turn:
+    """The Turn a read would give for a row just inserted with `values`."""
+    return Turn(
+        id=row_id,
+        role=values["role"],
+        content=values["content"],
+        author_id=values["author_id"],
+        author_name=values["author_name"],
+        model=values["model"],
+        token_estimate=values["token_estimate"],
+        incomplete=values["incomplete"],
+        message_ids=tuple(int(i) for i in values["discord_message_ids"]),
     )
 
 
@@ -195,14 +196,15 @@ class _HistoryFit:
         self.used = 0
         self.skip_question = False
 
-    def add(self, row: Row) -> bool:
-        row_id, role, content, incomplete = row[0], row[1], row[2], row[7]
-        unanswered = role == "assistant" and (row_id in self.exclude or (incomplete and not content))
+    def add(self, turn: Turn) -> bool:
+        row_id, role = turn.id, turn.role
+        unanswered = role == "assistant" and (
+            row_id in self.exclude or (turn.incomplete and not turn.content)
+        )
         if unanswered or row_id in self.exclude or (self.skip_question and role == "user"):
             self.skip_question = unanswered
             return False
         self.skip_question = False
-        turn = _turn(row)
         self.used += turn.cost(self.unit)
         self.newest_first.append(turn)
         return self.used > self.room
@@ -265,7 +267,7 @@ class ConversationStore:
         self._writer: asyncio.Task[None] | None = None
         self._conversations: dict[int, int] = {}
         """channel id -> conversation id (a conversation row is never deleted, so this never goes stale)."""
-        self.tails = ConversationTails()
+        self.tails: ConversationTails[Turn] = ConversationTails()
         """The newest rows of recently active channels: most contexts are built without a read."""
 
     async def _conversation_id(self, session: AsyncSession, channel_id: int, guild_id: int | None) -> int:
@@ -294,13 +296,13 @@ class ConversationStore:
         self._keep(added)
         return ids
 
-    def _keep(self, added: Sequence[tuple[int, Sequence[Row]]]) -> None:
+    def _keep(self, added: Sequence[tuple[int, Sequence[Turn]]]) -> None:
         for channel_id, rows in added:
             self.tails.inserted(channel_id, rows)
 
     async def _insert(
         self, session: AsyncSession, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
-    ) -> tuple[list[list[int]], list[tuple[int, list[Row]]]]:
+    ) -> tuple[list[list[int]], list[tuple[int, list[Turn]]]]:
         """Insert each group's turns, groups and turns in the order given (ids ascend in that order), in
         one statement. Returns the ids per group, and per channel the new rows, for its tail once the
         caller's transaction has committed (`_keep`)."""
@@ -331,7 +333,7 @@ class ConversationStore:
         grouped = [[next(ids) for _ in turns] for _, _, turns in groups]
         values = iter(rows)
         added = [
-            (channel_id, [_row(turn_id, next(values)) for turn_id in turn_ids])
+            (channel_id, [_inserted(turn_id, next(values)) for turn_id in turn_ids])
             for (channel_id, _, _), turn_ids in zip(groups, grouped, strict=True)
         ]
         return grouped, added
@@ -402,7 +404,7 @@ class ConversationStore:
             found = (await session.execute(_UPDATE_REPLY, values)).first()
         if found is None:
             return False
-        self.tails.updated(found[0], tuple(found[1:]))
+        self.tails.updated(found[0], _turn(found[1:]))
         return True
 
     async def stored_turn(self, reply_id: int) -> StoredTurn | None:
@@ -468,7 +470,7 @@ class ConversationStore:
                 await self._read_into(fit, channel_id, below=below)
             return fit.result()
         mark = self.tails.start_read(channel_id)
-        read: list[Row] | None = None
+        read: list[Turn] | None = None
         whole = False
         try:
             read, whole = await self._read_into(fit, channel_id, below=None)
@@ -478,10 +480,10 @@ class ConversationStore:
 
     async def _read_into(
         self, fit: _HistoryFit, channel_id: int, *, below: int | None
-    ) -> tuple[list[Row], bool]:
+    ) -> tuple[list[Turn], bool]:
         """Feed the channel's rows (below id `below`, newest first, in pages) to `fit` until it is full;
         returns every row read and whether the read reached the conversation's start."""
-        read: list[Row] = []
+        read: list[Turn] = []
         size = FIRST_PAGE
         async with self.engine.connect() as connection:
             while True:
@@ -497,11 +499,11 @@ class ConversationStore:
                 rows = [tuple(row) for row in (await connection.execute(query)).all()]
                 if rows:
                     self.tails.place(rows[0][-1], channel_id)
-                page = [row[:-1] for row in rows]
+                page = [_turn(row[:-1]) for row in rows]
                 read += page
                 if any(fit.add(row) for row in page) or len(page) < size:
                     return read, len(page) < size
-                below = page[-1][0]
+                below = page[-1].id
                 size = PAGE
 
     async def count(self, channel_id: int) -> int:

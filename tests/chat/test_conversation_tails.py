@@ -130,12 +130,12 @@ async def test_a_context_longer_than_the_tail_is_read_past_it(
     assert everything == await truth(db_sessions, CHANNELS[0], 1_000_000)
 
 
-def row(row_id: int, content: str) -> tuple[object, ...]:
-    return (row_id, "assistant", content, None, None, "m", 1, False, [])
+def row(row_id: int, content: str) -> Turn:
+    return Turn(role="assistant", content=content, model="m", id=row_id)
 
 
 def test_rows_read_while_the_channel_was_written_are_not_kept() -> None:
-    tails = ConversationTails()
+    tails: ConversationTails[Turn] = ConversationTails()
     tails.place(7, CHANNELS[0])
     mark = tails.start_read(CHANNELS[0])
     tails.updated(7, row(1, "new"))  # the write lands while the read is under way
@@ -153,4 +153,4 @@ def test_rows_read_while_the_channel_was_written_are_not_kept() -> None:
     kept = tails.newest_first(CHANNELS[0])
     assert kept is not None
     rows, whole, below = kept
-    assert [r[2] for r in rows] == ["next", "new"] and whole and below == 1
+    assert [r.content for r in rows] == ["next", "new"] and whole and below == 1
