@@ -32,6 +32,7 @@ from bot.services.send_audit import SendAuditLog
 from bot.services.song_jobs import PollPolicy, SongJobRunner, SongJobStore
 from bot.services.tts_settings import TtsSettingsService
 from bot.services.vision import VisionService
+from bot.store.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from bot.http_api import SendDataServer
@@ -115,17 +116,20 @@ class Concord(commands.AutoShardedBot):
         # Guild settings and operator grants, kept a few seconds; a write through these services clears it.
         self.config_cache = ConfigCache(settings.config_cache_seconds)
         self.guild_config = GuildConfigService(db_sessions, cache=self.config_cache)
+        # A turn's quota take and its question's insert, submitted as it arrives, commit together.
+        self.group_commit = GroupCommit(db_engine)
         self.quotas = QuotaService(
             db_sessions,
             default_plan=settings.quota_default_plan,
             plans=settings.custom_plans,
             cache=self.config_cache,
             guild_config=self.guild_config,
+            group=self.group_commit,
         )
         self.plan_grants = PlanGrants(
             db_sessions, known_plans=list(self.quotas.plans), cache=self.config_cache
         )
-        self.conversations = ConversationStore(db_sessions)
+        self.conversations = ConversationStore(db_sessions, group=self.group_commit)
         self.api_keys = ApiKeyService(db_sessions)
         self.send_audit = SendAuditLog(db_sessions)
         # Every URL the bot downloads goes through this one door (public addresses only, size-capped).

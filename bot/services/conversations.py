@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from bot.providers.types import ChatMessage
 from bot.services.conversation_tails import ConversationTails
-from bot.store.engine import upsert_insert
+from bot.store.engine import dialect_insert
+from bot.store.group_commit import GroupCommit
 from bot.store.models import Conversation, ConversationMessage, utcnow
 
 BudgetUnit = Literal["tokens", "chars"]
@@ -249,6 +250,16 @@ def build_context(system_prompt: str | None, history: Sequence[Turn], prompt: Tu
 
 
 @dataclass(frozen=True, slots=True)
+class _Inserted:
+    ids: list[list[int]]
+    """Per group, its rows' ids in order."""
+    added: list[tuple[int, list[Turn]]]
+    """Per group, its channel and new rows (for the channel's tail)."""
+    placed: dict[int, int]
+    """Conversations created: channel id -> conversation id."""
+
+
+@dataclass(frozen=True, slots=True)
 class StoredTurn:
     """A prompt and the reply that answered it, as stored for a channel."""
 
@@ -260,9 +271,13 @@ class StoredTurn:
 class ConversationStore:
     """Repository for `conversations` / `conversation_messages`. One short session per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, group: GroupCommit | None = None
+    ) -> None:
         self.sessions = sessions
         self.engine = sessions.kw["bind"]
+        self.group = group if group is not None else GroupCommit(self.engine)
+        """Questions commit with the other short writes of the same moment (their quota takes)."""
         self._begun: list[tuple[int, int | None, list[Turn], asyncio.Future[list[int]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._conversations: dict[int, int] = {}
@@ -270,45 +285,53 @@ class ConversationStore:
         self.tails: ConversationTails[Turn] = ConversationTails()
         """The newest rows of recently active channels: most contexts are built without a read."""
 
-    async def _conversation_id(self, session: AsyncSession, channel_id: int, guild_id: int | None) -> int:
-        known = self._conversations.get(channel_id)
+    async def _conversation_id(
+        self, connection: AsyncConnection, channel_id: int, guild_id: int | None, placed: dict[int, int]
+    ) -> int:
+        """The channel's conversation row, created if need be; a new one is noted in `placed`, which the
+        caller remembers once its transaction has committed (`_keep`)."""
+        known = self._conversations.get(channel_id) or placed.get(channel_id)
         if known is not None:
             return known
-        insert = upsert_insert(session)
+        insert = dialect_insert(connection.dialect.name)
         # One statement whether the row exists or not (the no-op update makes RETURNING answer both ways).
         statement = insert(Conversation).values(channel_id=channel_id, guild_id=guild_id)
-        found = await session.scalar(
+        found = await connection.scalar(
             statement.on_conflict_do_update(
                 index_elements=["channel_id"], set_={"channel_id": statement.excluded.channel_id}
             ).returning(Conversation.id)
         )
         assert found is not None
-        if len(self._conversations) > 100_000:
-            self._conversations.clear()
-        self._conversations[channel_id] = found
-        self.tails.place(found, channel_id)
+        placed[channel_id] = found
         return found
 
     async def append(self, channel_id: int, guild_id: int | None, turns: Sequence[Turn]) -> list[int]:
         """Store `turns` (a prompt and its reply) together, in order; returns their ids."""
-        async with self.sessions() as session, session.begin():
-            [ids], added = await self._insert(session, [(channel_id, guild_id, turns)])
-        self._keep(added)
-        return ids
+        async with self.engine.connect() as connection:
+            inserted = await self._insert(connection, [(channel_id, guild_id, turns)])
+            await connection.commit()
+        self._keep(inserted)
+        return inserted.ids[0]
 
-    def _keep(self, added: Sequence[tuple[int, Sequence[Turn]]]) -> None:
-        for channel_id, rows in added:
+    def _keep(self, inserted: _Inserted) -> None:
+        """After the insert's commit: remember the new conversations and give the tails their rows."""
+        for channel_id, conversation_id in inserted.placed.items():
+            if len(self._conversations) > 100_000:
+                self._conversations.clear()
+            self._conversations[channel_id] = conversation_id
+            self.tails.place(conversation_id, channel_id)
+        for channel_id, rows in inserted.added:
             self.tails.inserted(channel_id, rows)
 
     async def _insert(
-        self, session: AsyncSession, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
-    ) -> tuple[list[list[int]], list[tuple[int, list[Turn]]]]:
+        self, connection: AsyncConnection, groups: Sequence[tuple[int, int | None, Sequence[Turn]]]
+    ) -> _Inserted:
         """Insert each group's turns, groups and turns in the order given (ids ascend in that order), in
-        one statement. Returns the ids per group, and per channel the new rows, for its tail once the
-        caller's transaction has committed (`_keep`)."""
+        one statement; the caller commits, then `_keep`s what was inserted."""
         rows: list[dict[str, Any]] = []
+        placed: dict[int, int] = {}
         for channel_id, guild_id, turns in groups:
-            conversation_id = await self._conversation_id(session, channel_id, guild_id)
+            conversation_id = await self._conversation_id(connection, channel_id, guild_id, placed)
             rows.extend(
                 {
                     "conversation_id": conversation_id,
@@ -325,10 +348,10 @@ class ConversationStore:
                 for turn in turns
             )
         if not rows:
-            return [[] for _ in groups], []
+            return _Inserted([[] for _ in groups], [], placed)
         # One statement for all the rows (SQLAlchemy's "insertmanyvalues"), compiled once and cached. The
         # rows of one VALUES list get ascending ids in their order; RETURNING's order is not promised.
-        result = await session.execute(_INSERT_MESSAGES, rows)
+        result = await connection.execute(_INSERT_MESSAGES, rows)
         ids = iter(sorted(result.scalars().all()))
         grouped = [[next(ids) for _ in turns] for _, _, turns in groups]
         values = iter(rows)
@@ -336,7 +359,7 @@ class ConversationStore:
             (channel_id, [_inserted(turn_id, next(values)) for turn_id in turn_ids])
             for (channel_id, _, _), turn_ids in zip(groups, grouped, strict=True)
         ]
-        return grouped, added
+        return _Inserted(grouped, added, placed)
 
     def begin_turn(
         self, channel_id: int, guild_id: int | None, prompt: Turn, *, model: str | None = None
@@ -356,10 +379,12 @@ class ConversationStore:
         await asyncio.sleep(0)  # questions begun in the same tick join this transaction
         while self._begun:
             batch, self._begun = self._begun, []
+            groups = [(c, g, turns) for c, g, turns, _ in batch]
             try:
-                async with self.sessions() as session, session.begin():
-                    ids, added = await self._insert(session, [(c, g, turns) for c, g, turns, _ in batch])
-                self._keep(added)
+                # Committed with the other short writes of this moment (the turn's quota take).
+                inserted = await self.group.submit(functools.partial(self._insert, groups=groups))
+                self._keep(inserted)
+                ids = inserted.ids
             except BaseException as exc:
                 for *_, future in batch:
                     if not future.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from bot.errors import ConcordError, InvalidInput
 from bot.services.config_cache import ConfigCache
 from bot.store.engine import dialect_insert
+from bot.store.group_commit import GroupCommit
 from bot.store.models import OperatorGrant, QuotaUsage
 
 if TYPE_CHECKING:
@@ -353,13 +355,21 @@ class WindowCounter:
     order: scope, then minute, hour, day, so no deadlocks).
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Clock = time.time,
+        group: GroupCommit | None = None,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         bind = sessions.kw.get("bind")
         if not isinstance(bind, AsyncEngine):
             raise TypeError("the quota counters need a session factory bound to an AsyncEngine")
         self.engine = bind
+        self.group = group if group is not None else GroupCommit(bind)
+        """On SQLite, batches commit with the other short writes of the same moment (a turn's question)."""
         """Counters are taken on a bare connection with precompiled SQL: no ORM session, no recompiling."""
         self._sql: dict[int, tuple[str, tuple[str, ...]]] = {}
         self._batched = bind.dialect.name == "sqlite"
@@ -486,9 +496,7 @@ class WindowCounter:
                     batch.append(take)
             self._queue = later
             try:
-                async with self.engine.connect() as connection:
-                    outcomes = await self._run(connection, batch)
-                    await connection.commit()
+                outcomes = await self.group.submit(functools.partial(self._run, takes=batch))
             except BaseException as exc:
                 failed = batch if isinstance(exc, Exception) else [*batch, *self._queue]
                 for take in failed:
@@ -724,9 +732,10 @@ class QuotaService:
         plans: Mapping[str, Plan] | None = None,
         cache: ConfigCache | None = None,
         guild_config: GuildConfigService | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self.sessions = sessions
-        self.counter = WindowCounter(sessions, clock=clock)
+        self.counter = WindowCounter(sessions, clock=clock, group=group)
         self.cache = cache if cache is not None else ConfigCache()
         if guild_config is None:
             from bot.services.guild_config import GuildConfigService  # it imports this module's plans
