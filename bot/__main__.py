@@ -43,7 +43,7 @@ class UsageError(Exception):
 
 
 def require_token(settings: Settings) -> str:
-    token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
+    token = settings.discord_token.reveal().strip() if settings.discord_token else ""
     if not token:
         raise UsageError(NO_TOKEN)
     return token
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    secrets = [settings.discord_token.get_secret_value()] if settings.discord_token else []
+    secrets = [settings.discord_token.reveal()] if settings.discord_token else []
     setup_logging(settings.log_level, secrets)
     try:
         if args.command == "run":

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from bot.coerce import Invalid, blank_to_none, boolean, bounded, number, one_of, text, whole_number
 from bot.errors import ConfigError
+from bot.providers.config import Secret
 from bot.services.fetcher import Allowlist
 from bot.services.plans_file import PlansFileError, load_plans_file
 from bot.services.quotas import BUILTIN_PLANS, Plan
@@ -19,30 +20,6 @@ HistoryUnit = Literal["tokens", "chars"]
 
 # Values of these keys may hold credentials, so errors never echo them.
 SECRET_KEYS = frozenset({"DISCORD_TOKEN", "DATABASE_URL"})
-
-
-class Secret:
-    """A credential repr() and str() never show; `get_secret_value()` gives it to the code that sends it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    def __str__(self) -> str:
-        return "**********"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 class SettingsInvalid(ValueError):

@@ -26,10 +26,10 @@ class Check:
 
 async def check_discord(resources: Resources) -> Check:
     token = resources.settings.discord_token
-    if token is None or not token.get_secret_value().strip():
+    if token is None or not token.reveal().strip():
         return Check("Discord token", False, "DISCORD_TOKEN is not set.", "Put your bot token in .env.")
     url = resources.settings.discord_api_base.rstrip("/") + "/users/@me"
-    headers = {"Authorization": f"Bot {token.get_secret_value().strip()}"}
+    headers = {"Authorization": f"Bot {token.reveal().strip()}"}
     try:
         async with resources.http_session.get(
             url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)

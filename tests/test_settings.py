@@ -32,7 +32,7 @@ def test_reads_env_file_and_environment_wins(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("LOG_LEVEL", "warning")
     settings = load_settings(env_file=env_file)
     assert settings.discord_token is not None
-    assert settings.discord_token.get_secret_value() == "from-file"
+    assert settings.discord_token.reveal() == "from-file"
     assert settings.owner_ids == [1, 2, 3]
     assert settings.shard_count is None
     assert settings.dev_guild_id == 42

@@ -19,7 +19,7 @@ def test_repr_and_str_hide_the_token_and_the_database_password() -> None:
     )
     for shown in (repr(settings), str(settings), repr(settings.discord_token), str(settings.discord_token)):
         assert "tok-abc123" not in shown and "hunter2" not in shown
-    assert settings.discord_token is not None and settings.discord_token.get_secret_value() == "tok-abc123"
+    assert settings.discord_token is not None and settings.discord_token.reveal() == "tok-abc123"
 
 
 def test_a_copy_is_checked_again_and_keeps_the_secret() -> None:

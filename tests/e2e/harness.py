@@ -81,7 +81,7 @@ async def running_bot(
         async with open_resources(settings) as resources:
             await upgrade(resources.db_engine)
             bot = Concord.from_resources(resources, extensions=extensions)
-            token = settings.discord_token.get_secret_value() if settings.discord_token else ""
+            token = settings.discord_token.reveal() if settings.discord_token else ""
             runner = asyncio.create_task(bot.start(token))
             try:
                 await emu.wait_until_ready(timeout=10)
