@@ -169,7 +169,7 @@ DOCUMENTED_DEFAULTS: dict[str, dict[str, str]] = {
     },
     "airforce": {"vision": "gemini-pro-vision", "song": "chirp-v3-5"},
     "anyai": {"vision": "gemini-pro-vision", "imagine": "sdxl"},
-    "purlabs": {},
+    "purlabs": {"chat": "clyde"},  # its example request names no model; the answer says "clyde"
     "openai": {},
 }
 

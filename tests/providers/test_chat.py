@@ -335,6 +335,19 @@ async def test_every_chat_body_names_a_model(gateway, make_client, session):
     assert chosen.default_model("c") == "m-two"
 
 
+async def test_purlabs_chats_name_its_documented_model(gateway, make_client, session):
+    emu = await gateway("purlabs")
+    auth = {"Authorization": f"Bearer {emu.api_key}"} if emu.api_key else {}
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    async with session.post(emu.base_url + "/discord/chat/completions", json=body, headers=auth) as raw:
+        assert raw.status == 400  # its request interface declares `model` required
+    client = make_client(config_for(emu, "p"))
+    assert client.default_model("p") == "clyde"
+    await client.chat(ChatRequest(messages=[ChatMessage.user("hi")]))
+    await collect(client.chat_stream(ChatRequest(messages=[ChatMessage.user("and streamed")])))
+    assert [r.json.get("model") for r in emu.requests_for("chat")] == [None, "clyde", "clyde"]
+
+
 async def test_a_provider_without_a_configured_default_learns_it_from_its_model_list(gateway, make_client):
     emu = await gateway("anyai")
     client = make_client(config_for(emu, "a"))

@@ -326,6 +326,10 @@ class GatewayEmulator:
             # What FastAPI-based OpenAI-compatible servers answer for a body without `model`.
             detail = {"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": body}
             return web.json_response({"detail": [detail]}, status=422)
+        if self.profile == "purlabs" and not isinstance(body.get("model"), str):
+            # Its request interface declares `model: string` (not optional), though its example leaves it
+            # out: stricter than the example, as the interface says.
+            return web.json_response({"error": {"message": "model is required"}}, status=400)
         model = body.get("model") or {"digicord": "google/gemini-flash-1.5", "purlabs": "clyde"}.get(
             self.profile, "gpt-4o-mini"
         )
