@@ -467,6 +467,30 @@ async def test_regenerate_retries_the_last_turn(
     assert [m["content"] for m in sent_messages(gateway)][2] == "A better answer."
 
 
+async def test_two_presses_of_one_regenerate_button_regenerate_once(
+    discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
+) -> None:
+    itx = await chat(discord_emu, world.member, world.general, "first try")
+    regenerate = button_id(itx.original, REGENERATE_BUTTON)
+    gateway.hold = asyncio.Event()  # the regenerated answer stays in progress
+    gateway.stream_chunks = ["Again, ", "better."]
+    first, second = await asyncio.gather(
+        discord_emu.press_button(world.member, itx.original, regenerate),
+        discord_emu.press_button(world.member, itx.original, regenerate),
+    )
+    await until(lambda: len(gateway.requests_for("chat")) == 2)
+    await asyncio.gather(first.wait_for_response(), second.wait_for_response())
+    answers = [p for p in (first, second) if p.response_type == 7]  # the press that updates the message
+    refused = [p for p in (first, second) if p.ephemeral]
+    assert len(answers) == 1 and len(refused) == 1
+    assert "already being regenerated" in refused[0].original["content"]
+    gateway.hold.set()
+    [press] = answers
+    await press.wait_for(lambda i: bool(i.followups) and is_final(i.followups[-1]), timeout=8)
+    assert press.followups[-1]["content"] == "Again, better."
+    assert len(gateway.requests_for("chat")) == 2  # the first answer and one regeneration
+
+
 async def test_regenerate_queued_behind_a_newer_turn_says_it_is_no_longer_the_latest(
     discord_emu: DiscordEmulator, world: World, gateway: PacedGateway, chat_bot: Concord
 ) -> None:
