@@ -105,6 +105,9 @@ class ConversationTails(Generic[S]):
         tail.chars = sum(len(row.content) for row in tail.rows)
         tail.trim()
         self._tails[channel_id] = tail
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._tails) > TAIL_CHANNELS:
             self._tails.popitem(last=False)
 
@@ -166,5 +169,4 @@ class ConversationTails(Generic[S]):
         self._wrote(channel_id)
         self._tails[channel_id] = _Tail(whole=True)
         self._tails.move_to_end(channel_id)
-        while len(self._tails) > TAIL_CHANNELS:
-            self._tails.popitem(last=False)
+        self._evict()

@@ -41,9 +41,7 @@ class GroupCommit:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with self.engine.connect() as connection:
-                    results = [await work(connection) for work, _ in batch]
-                    await connection.commit()
+                results = await self._in_one_transaction([work for work, _ in batch])
             except Exception:
                 await self._one_by_one(batch)  # (rolled back) each again alone: an error stays its own
                 continue
@@ -56,12 +54,16 @@ class GroupCommit:
                 if not future.done():
                     future.set_result(result)
 
+    async def _in_one_transaction(self, works: list[Work]) -> list[Any]:
+        async with self.engine.connect() as connection:
+            results = [await work(connection) for work in works]
+            await connection.commit()
+        return results
+
     async def _one_by_one(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
         for work, future in batch:
             try:
-                async with self.engine.connect() as connection:
-                    result = await work(connection)
-                    await connection.commit()
+                [result] = await self._in_one_transaction([work])
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)
