@@ -98,6 +98,9 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
         "mean per reply of (visible − model send) over its tokens, channel's write bucket fresh",
         "≤ 650",
     )
+    final = Figure(
+        "final_edit_ms", "ms", "the model's last token → the write that shows it, same reply", "≤ 100"
+    )
     limited = Figure("discord_429s_per_reply", "count", "429 answers from Discord during one reply", "0")
     trips = Figure(
         "db_round_trips_per_mention_turn", "count", "DB round trips, one streamed mention turn", ""
@@ -141,12 +144,13 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
         lags = [shown[m] - sent[m] for m in markers if m in sent and m in shown]
         if len(lags) == len(markers):
             lag.samples.append(sum(lags) / len(lags) * 1000)
+            final.samples.append(lags[-1] * 1000)
         else:
             lag.extra.setdefault("incomplete_runs", 0)
             lag.extra["incomplete_runs"] += 1
     bench.gateway.stream_chunks = None
     bench.gateway.chunk_interval = 0.0
-    return {f.name: f for f in (cpu, lag, limited, trips)}
+    return {f.name: f for f in (cpu, lag, final, limited, trips)}
 
 
 async def chat_turn_round_trips(bench: Bench, runs: int) -> list[Figure]:
@@ -240,6 +244,7 @@ async def run_in(bench: Bench, quick: bool) -> list[Figure]:
         latency["msg_to_request_ms"],
         latency["msg_to_request_burst_p90_ms"],
         streamed["token_lag_ms"],
+        streamed["final_edit_ms"],
         streamed["discord_429s_per_reply"],
     ]
 

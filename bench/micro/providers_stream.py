@@ -66,6 +66,7 @@ class _Response:
     def __init__(self) -> None:
         self.content = _Content(b'data: {"choices":[{"index":0,"delta":{"content":"tok"}}]}\n\n')
         self.headers = {"Content-Type": "text/event-stream"}
+        self.connection = None
 
 
 async def deadline_cost(reads: int = 100_000) -> None:

@@ -156,6 +156,8 @@ class LiveReply:
         self._done = asyncio.Event()
         self._error: BaseException | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._next_schedule = 0.0
+        """When the runner next hands the text to the write budget (loop time)."""
 
     # --- feeding ------------------------------------------------------------------------------------
 
@@ -174,6 +176,16 @@ class LiveReply:
                 self._cut_at_cap()
                 return False
         return True
+
+    def quiet_for(self) -> float:
+        """Seconds before the text is next read for a write (0 while no message is out yet, or at the
+        end): text that arrives sooner than this is shown no sooner, so its source may be read later."""
+        if not self.handles or self.ended or self.finished:
+            return 0.0
+        slot = self.budget.progress_wait(self.target.budget_key, self._token)
+        if any(not edit.done() for edit in self._edits.values()):
+            return slot  # an edit is queued: it reads the text when its slot comes
+        return max(self._next_schedule - asyncio.get_running_loop().time(), slot)
 
     def stream_ended(self) -> None:
         """No more text is coming. Writes not yet begun wait for `finish`, so a reply that was written
@@ -275,6 +287,7 @@ class LiveReply:
                 self._schedule(final=final)
                 if final:
                     break
+                self._next_schedule = asyncio.get_running_loop().time() + self.edit_interval
                 # Pace interim edits; the end of the stream cuts the pause short.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._done.wait(), self.edit_interval)

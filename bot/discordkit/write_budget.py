@@ -237,12 +237,33 @@ class ChannelWriteBudget:
             channel.writers.clear()
 
     @staticmethod
-    def _shared(channel: _Channel, item: _Write) -> bool:
+    def _shared(channel: _Channel, writer: Hashable) -> bool:
         """Whether another writer is live in the channel: it has writes waiting, or it wrote in this
         window and its latest write did not finish it."""
-        return any(w.owner != item.owner for w in channel.pending) or any(
-            owner != item.owner and priority != Priority.FINAL for owner, priority in channel.writers.items()
+        return any(w.owner != writer for w in channel.pending) or any(
+            owner != writer and priority != Priority.FINAL for owner, priority in channel.writers.items()
         )
+
+    def _ready_at(self, channel: _Channel, priority: Priority, writer: Hashable, now: float) -> float:
+        """When a write of this priority by `writer` may go out (`now` or earlier: at once). The
+        channel's window must have been rolled to `now`."""
+        capacity = self.capacity(priority, shared=self._shared(channel, writer))
+        if channel.used >= capacity:
+            return channel.window_end + EPSILON  # until the window resets
+        if priority == Priority.PROGRESS:
+            # Interim edits are paced, never bursted: a burst of them would use up the window and
+            # leave a reply's first message (or another cog's) waiting for seconds.
+            return channel.last_write + self._pace(channel, capacity)
+        return now
+
+    def progress_wait(self, channel_id: int, writer: Hashable) -> float:
+        """Seconds until an interim edit by `writer` in this channel could go out (0: now)."""
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            return 0.0
+        now = self._clock()
+        self._roll(channel, now)
+        return max(0.0, self._ready_at(channel, Priority.PROGRESS, writer, now) - now)
 
     def _forget_idle_channels(self) -> None:
         if len(self._channels) < 512:
@@ -259,15 +280,9 @@ class ChannelWriteBudget:
             now = self._clock()
             self._roll(channel, now)
             item = min(channel.pending, key=_Write.order)
-            capacity = self.capacity(item.priority, shared=self._shared(channel, item))
-            if channel.used >= capacity:
-                await self._wait(channel, channel.window_end - now)  # until the window resets
-                continue
-            spacing = self._pace(channel, capacity)
-            if item.priority == Priority.PROGRESS and now + EPSILON < channel.last_write + spacing:
-                # Interim edits are paced, never bursted: a burst of them would use up the window and
-                # leave a reply's first message (or another cog's) waiting for seconds.
-                await self._wait(channel, channel.last_write + spacing - now)
+            ready = self._ready_at(channel, item.priority, item.owner, now)
+            if now + EPSILON < ready:
+                await self._wait(channel, ready - now)
                 continue
             channel.pending.remove(item)
             if item.future.cancelled():

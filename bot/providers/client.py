@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random as _random
 import time
@@ -204,11 +205,15 @@ class ProviderClient:
 
         return await self._failover("chat", plans, call)
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk | StreamEnd, None]:
+    async def chat_stream(
+        self, request: ChatRequest, *, quiet_for: Callable[[], float] | None = None
+    ) -> AsyncGenerator[ChatChunk | StreamEnd, None]:
         """Text chunks as they arrive, then one StreamEnd. Close the iterator (`aclosing`) if you stop early.
 
         A stream that breaks before its first chunk fails over; one that breaks later ends with
-        `StreamEnd(complete=False)` holding the partial text.
+        `StreamEnd(complete=False)` holding the partial text. `quiet_for`, if given, says how many seconds
+        the caller will not use new text (it shows text on a schedule): the stream is then read less
+        often, up to each provider's `stream_read_interval`.
         """
         profiles.validate_chat(request)
         plans = self._plan(
@@ -222,14 +227,15 @@ class ProviderClient:
                 default_model=self._defaults.get(p.name),
             ),
         )
-        async for item in self._stream_failover("chat", plans, self._chat_stream_once, lambda c: c.text):
+        once = functools.partial(self._chat_stream_once, quiet_for=quiet_for)
+        async for item in self._stream_failover("chat", plans, once, lambda c: c.text):
             yield item
 
     async def _chat_stream_once(
-        self, p: _Provider, body: dict[str, Any]
+        self, p: _Provider, body: dict[str, Any], *, quiet_for: Callable[[], float] | None
     ) -> AsyncGenerator[ChatChunk | _Done, None]:
         body = await self._with_model(p, body)
-        async with self._transport.stream(p, C.CHAT_STREAM, json=body) as reader:
+        async with self._transport.stream(p, C.CHAT_STREAM, json=body, quiet_for=quiet_for) as reader:
             ctype = reader.content_type
             if "text/event-stream" not in ctype:
                 # A gateway that ignores `stream` and answers in one piece is still an answer.

@@ -65,6 +65,10 @@ class ProviderConfig:
     first_byte_timeout: float = 30.0
     idle_timeout: float = 30.0
     stream_timeout: float = 300.0
+    stream_read_interval: float = 0.08
+    """Least time between two reads of a streamed answer. Data that arrives meanwhile waits in the
+    socket and is read at once: a model that sends each token in its own packet costs one wakeup per
+    interval instead of one per token. 0 reads every packet as it comes."""
     retries: int = 1
     max_concurrency: int = 64
     max_image_bytes: int = 20 * MiB
@@ -91,6 +95,7 @@ _KNOWN = {
     "default_model",
     "closed_source",
     "path_prefix",
+    "stream_read_interval",
     *_FLOAT_FIELDS,
     *_INT_FIELDS,
 }
@@ -212,6 +217,11 @@ def _parse_one(table: Mapping[str, Any], environ: Mapping[str, str], index: int)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
                 raise fail(key, f"must be a number of seconds between 0 and 3600 (got {value!r})")
             kwargs[key] = float(value)
+    if "stream_read_interval" in table:
+        value = table["stream_read_interval"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise fail("stream_read_interval", f"must be a number of seconds from 0 to 1 (got {value!r})")
+        kwargs["stream_read_interval"] = float(value)
     for key, (low, high) in _INT_FIELDS.items():
         if key in table:
             value = table[key]

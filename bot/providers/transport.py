@@ -8,7 +8,7 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -106,6 +106,10 @@ class Body:
         return parsing.decode_json(self.data, self.content_type)
 
 
+HOLD_MARGIN = 0.01
+"""A stream is read this long before its consumer next uses it, and never held for less."""
+
+
 class _Expired(Exception):
     """Raised inside a stalled stream read by its watchdog."""
 
@@ -126,17 +130,32 @@ class StreamReader:
         "_first_at",
         "_handle",
         "_idle",
+        "_interval",
         "_loop",
+        "_quiet_for",
         "_received",
+        "_resume",
         "_total_at",
+        "_transport",
         "_waiting_since",
         "content_type",
     )
 
-    def __init__(self, response: aiohttp.ClientResponse, config: ProviderConfig, started: float) -> None:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        config: ProviderConfig,
+        started: float,
+        quiet_for: Callable[[], float] | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._quiet_for = quiet_for
         self._content = response.content
         self._config = config
+        self._interval = config.stream_read_interval
+        connection = response.connection
+        self._transport = connection.transport if connection is not None and self._interval > 0 else None
+        self._resume: asyncio.TimerHandle | None = None
         self.content_type = response.headers.get("Content-Type", "")
         self._cap = config.max_json_bytes
         self._idle = config.idle_timeout
@@ -190,7 +209,27 @@ class StreamReader:
             self._received += len(data)
             if self._received > self._cap:
                 raise Failure(None, "the stream exceeded the size limit", retryable=False)
+            self._hold()
         return data
+
+    def _hold(self) -> None:
+        """Leave the socket unread for the read interval, or less when the consumer will use new data
+        sooner (`quiet_for`): what arrives meanwhile is read in one go."""
+        transport = self._transport
+        if transport is None or self._resume is not None or self._content.is_eof():
+            return
+        hold = self._interval
+        if self._quiet_for is not None:
+            hold = min(hold, self._quiet_for() - HOLD_MARGIN)
+        if hold < HOLD_MARGIN:
+            return  # the consumer wants the next data as it comes
+        transport.pause_reading()
+        self._resume = self._loop.call_later(hold, self._release)
+
+    def _release(self) -> None:
+        self._resume = None
+        if self._transport is not None and self._transport.is_reading() is False:
+            self._transport.resume_reading()
 
     async def read_all(self, limit: int) -> bytes:
         """The rest of the body (a gateway that answered a stream request in one piece)."""
@@ -207,6 +246,9 @@ class StreamReader:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._resume is not None:
+            self._resume.cancel()
+            self._release()
 
 
 class Transport:
@@ -260,6 +302,7 @@ class Transport:
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
+        quiet_for: Callable[[], float] | None = None,
     ) -> AsyncIterator[StreamReader]:
         """Open a streamed response; the reader enforces the first-byte, idle and total deadlines."""
         endpoint = p.profile.endpoint(capability)
@@ -291,7 +334,7 @@ class Transport:
                     raise status_failure(
                         response.status, response.headers, await read_limited(response, 65536)
                     )
-                reader = StreamReader(response, p.config, started)
+                reader = StreamReader(response, p.config, started, quiet_for)
                 yield reader
             finally:
                 if reader is not None:

@@ -481,7 +481,7 @@ class TurnEngine:
             stream = (
                 self._vision_answer(request.image, request.prompt, request.vision_model)
                 if request.image is not None
-                else providers.chat_stream(chat_request)
+                else providers.chat_stream(chat_request, quiet_for=reply.quiet_for)
             )
             async with aclosing(stream) as items:  # an async generator
                 async for item in items:

@@ -337,3 +337,20 @@ async def test_few_slots_left_in_a_window_are_spread_until_it_resets(
     assert times[3] == pytest.approx(5.5 / 2, abs=0.06)
     assert times[4] == pytest.approx(5.5, abs=0.06)
     assert times[5] - times[4] == pytest.approx(budget.window / budget.limit, abs=0.06)
+
+
+async def test_progress_wait_says_when_an_interim_edit_could_go_out(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    assert budget.progress_wait(1, "reply") == 0.0  # a channel never written to
+    budget.submit(1, rec.op("send"), owner="reply")
+    await settle()
+    spacing = budget.spacing(1)
+    assert budget.progress_wait(1, "reply") == pytest.approx(spacing)
+    await clock.advance(1.0)
+    assert budget.progress_wait(1, "reply") == pytest.approx(spacing - 1.0)
+    edit = budget.submit(1, rec.op("edit"), priority=Priority.PROGRESS, key="e", owner="reply")
+    await clock.advance(spacing - 1.0)
+    assert edit.done() and rec.log[-1] == (pytest.approx(spacing), "edit")  # the slot it announced
+    assert budget.progress_wait(1, "reply") == pytest.approx(spacing)
