@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -33,12 +34,16 @@ class Counters:
         self.lags: list[float] = []
         self.tracing = False
         self.trace: list[str] = []
+        self.gc_started = 0.0
+        self.gc_pauses: list[tuple[int, float]] = []
+        """(generation, seconds) of each garbage collection since the last reset."""
         """What each round trip was (statement start, COMMIT, ROLLBACK), kept while `trace on`."""
 
     def reset(self) -> None:
         self.executes = self.commits = self.rollbacks = 0
         self.lags = []
         self.trace = []
+        self.gc_pauses = []
 
     def note(self, what: str) -> None:
         if self.tracing:
@@ -46,6 +51,16 @@ class Counters:
 
 
 COUNTERS = Counters()
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        COUNTERS.gc_started = time.perf_counter()
+    else:
+        COUNTERS.gc_pauses.append((info["generation"], time.perf_counter() - COUNTERS.gc_started))
+
+
+gc.callbacks.append(_time_gc)
 
 
 def _count_execute(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -86,6 +101,15 @@ def stats() -> dict[str, Any]:
         "lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000 if lags else 0.0,
         "lag_max_ms": lags[-1] * 1000 if lags else 0.0,
         "rss_kb": status.get("VmRSS", 0),
+        "gc": {
+            f"gen{generation}": {
+                "count": len(pauses),
+                "max_ms": round(max(pauses, default=0.0) * 1000, 2),
+                "total_ms": round(sum(pauses) * 1000, 1),
+            }
+            for generation in (0, 1, 2)
+            if (pauses := [s for g, s in COUNTERS.gc_pauses if g == generation])
+        },
         "trace": list(COUNTERS.trace),
         "hwm_kb": status.get("VmHWM", 0),
     }

@@ -91,6 +91,7 @@ async def sustained_turns(bench: Bench, channels: int, seconds: float) -> dict[s
         "failures": failures,
         "lag_p99_ms": stats["lag_p99_ms"],
         "rss_mb": stats["rss_kb"] / 1024,
+        "gc_ms": sum(generation["total_ms"] for generation in stats["gc"].values()),
     }
 
 
@@ -134,6 +135,7 @@ async def run_in(bench: Bench, quick: bool) -> list[Figure]:
             per_width.samples.append(result["turns_per_s"])
             memory.samples.append(result["rss_mb"])
             lags.samples.append(result["lag_p99_ms"])
+            lags.extra.setdefault("gc_pause_ms_per_run", []).append(round(result["gc_ms"], 1))
             per_width.extra["failed_turns"] = per_width.extra.get("failed_turns", 0) + result["failed"]
             for seen, count in result["failures"].items():
                 shown = per_width.extra.setdefault("failures", {})

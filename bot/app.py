@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -99,6 +100,9 @@ class Concord(commands.AutoShardedBot):
             shard_count=settings.shard_count,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=settings.guild_ready_timeout,
+            # No message cache: nothing here reads it (a reply's parent comes with the reply), and keeping
+            # it meant holding 1,000 messages and copying one on every edit event, the bot's own included.
+            max_messages=None,
             allowed_contexts=app_commands.AppCommandContext(
                 guild=True, dm_channel=True, private_channel=True
             ),
@@ -240,6 +244,13 @@ class Concord(commands.AutoShardedBot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("Logged in as %s (%s) in %d guilds", self.user, self.user.id, len(self.guilds))
+        if not gc.get_freeze_count():
+            # What exists once the bot is ready (modules, caches, the guilds) lives as long as the bot.
+            # Frozen, the cycle collector stops rescanning it: a full collection of a ready bot took
+            # 150 ms, a pause every reply in flight felt.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(10_000, 20, 10)
 
     async def on_message(self, message: discord.Message, /) -> None:
         # Concord has only slash commands; cogs that read messages (chat) listen for them themselves.

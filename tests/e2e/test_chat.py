@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import time
@@ -835,3 +836,9 @@ async def test_twenty_questions_at_once_all_reach_the_model_at_once(
     for channel in channels:
         answer = await discord_emu.wait_for_message(channel, final_from(discord_emu), timeout=10)
         assert answer["content"] == "held answer"
+
+
+async def test_a_ready_bot_leaves_its_start_up_heap_out_of_garbage_collection(chat_bot: Concord) -> None:
+    assert chat_bot.is_ready()
+    assert gc.get_freeze_count() > 0  # what exists at ready lives as long as the bot: never rescanned
+    assert gc.get_threshold()[0] >= 10_000
