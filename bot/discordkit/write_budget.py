@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
+SWEEP_FLOOR = 512
 EPSILON = 1e-6
 """Clock readings this close count as the same moment (a sleep may wake a hair early)."""
 
@@ -115,6 +116,9 @@ class ChannelWriteBudget:
         self._clock = clock
         self._sleep = sleep
         self._channels: dict[int, _Channel] = {}
+        self._sweep_at = SWEEP_FLOOR
+        """Idle channels are forgotten when this many are known (then twice as many as remain): every
+        interaction has a budget of its own, so a busy bot meets a new one on almost every write."""
         self._seq = itertools.count()
         self.stats = WriteStats()
 
@@ -266,13 +270,14 @@ class ChannelWriteBudget:
         return max(0.0, self._ready_at(channel, Priority.PROGRESS, writer, now) - now)
 
     def _forget_idle_channels(self) -> None:
-        if len(self._channels) < 512:
+        if len(self._channels) < self._sweep_at:
             return
         now = self._clock()
         for channel_id, channel in list(self._channels.items()):
             self._roll(channel, now)
             if not channel.pending and not channel.used and now >= channel.last_write + self.window:
                 del self._channels[channel_id]
+        self._sweep_at = max(SWEEP_FLOOR, 2 * len(self._channels))
 
     async def _run(self, channel: _Channel) -> None:
         while channel.pending:

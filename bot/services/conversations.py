@@ -425,8 +425,13 @@ class ConversationStore:
             "new_estimate": estimate_tokens(content),
             "new_message_ids": [str(i) for i in message_ids],
         }
-        async with self.sessions() as session, session.begin():
-            found = (await session.execute(_UPDATE_REPLY, values)).first()
+
+        async def update(connection: AsyncConnection) -> Any:
+            return (await connection.execute(_UPDATE_REPLY, values)).first()
+
+        # Through the group commit: replies finishing together (and the turns starting meanwhile) share
+        # one transaction, on a Core connection rather than an ORM session.
+        found = await self.group.submit(update)
         if found is None:
             return False
         self.tails.updated(found[0], _turn(found[1:]))

@@ -354,3 +354,20 @@ async def test_progress_wait_says_when_an_interim_edit_could_go_out(
     await clock.advance(spacing - 1.0)
     assert edit.done() and rec.log[-1] == (pytest.approx(spacing), "edit")  # the slot it announced
     assert budget.progress_wait(1, "reply") == pytest.approx(spacing)
+
+
+async def test_idle_channels_are_forgotten_and_the_sweep_is_not_paid_on_every_write(
+    clock: FakeClock, budget: ChannelWriteBudget
+) -> None:
+    rec = Recorder(clock)
+    for channel in range(600):  # one write each, as every interaction has a budget of its own
+        budget.submit(channel, rec.op(f"c{channel}"))
+    await settle()
+    assert len(budget._channels) == 600  # the sweep at 512 found none idle: the next waits for 1,024
+    await clock.advance(6)
+    for channel in range(1000, 1500):
+        budget.submit(channel, rec.op(f"c{channel}"))
+    await settle()
+    assert len(budget._channels) < 600  # the first 600, idle for a whole window, were forgotten
+    assert all(channel in budget._channels for channel in range(1000, 1500))
+    assert len(rec.log) == 1100
