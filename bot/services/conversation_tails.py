@@ -18,12 +18,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-TAIL_ROWS = 64
-"""Rows kept per channel (the oldest are dropped first)."""
+TAIL_ROWS = 1024
+"""Rows kept per channel (the oldest are dropped first): more than a context of the default history
+budget can use (3,000 tokens at 5 or more a row is at most 600 rows), so a busy channel of short messages
+is not read again on every turn."""
 TAIL_CHARS = 64 * 1024
 """Text kept per channel; a context needing more is read from the database."""
 TAIL_CHANNELS = 512
 """Channels kept; the least recently used is dropped first."""
+ROW_COST = 320
+"""What keeping a row costs besides its text, in bytes (the Turn and its fields), for `TAILS_MEMORY`."""
+TAILS_MEMORY = 32 * 1024 * 1024
+"""Bytes all tails may take (text + `ROW_COST` a row); the least recently used channels go first."""
 
 
 class Stored(Protocol):
@@ -51,6 +57,9 @@ class _Tail(Generic[S]):
     """No older rows exist: the tail is the channel's whole conversation."""
     chars: int = 0
 
+    def cost(self) -> int:
+        return self.chars + ROW_COST * len(self.rows)
+
     def trim(self) -> None:
         while self.rows and (len(self.rows) > TAIL_ROWS or self.chars > TAIL_CHARS):
             self.chars -= len(self.rows.pop(0).content)
@@ -62,6 +71,8 @@ class ConversationTails(Generic[S]):
 
     def __init__(self) -> None:
         self._tails: OrderedDict[int, _Tail[S]] = OrderedDict()
+        self.cost = 0
+        """What the tails take, in bytes (each tail's `cost`), kept under TAILS_MEMORY."""
         self._readers: dict[int, int] = {}
         """Channels with database reads under way (how many): only their writes are counted."""
         self._writes: dict[int, int] = {}
@@ -105,11 +116,13 @@ class ConversationTails(Generic[S]):
         tail.chars = sum(len(row.content) for row in tail.rows)
         tail.trim()
         self._tails[channel_id] = tail
+        self.cost += tail.cost()
         self._evict()
 
     def _evict(self) -> None:
-        while len(self._tails) > TAIL_CHANNELS:
-            self._tails.popitem(last=False)
+        while len(self._tails) > TAIL_CHANNELS or (self.cost > TAILS_MEMORY and len(self._tails) > 1):
+            _, tail = self._tails.popitem(last=False)
+            self.cost -= tail.cost()
 
     # --- keeping in step with the store's writes ------------------------------------------------------
 
@@ -135,12 +148,15 @@ class ConversationTails(Generic[S]):
         tail = self._wrote(channel_id)
         if tail is None:
             return
+        before = tail.cost()
         newest = _id(tail.rows[-1]) if tail.rows else None
         for row in rows:
             if newest is None or _id(row) > newest:
                 tail.rows.append(row)
                 tail.chars += len(row.content)
         tail.trim()
+        self.cost += tail.cost() - before
+        self._evict()
 
     def updated(self, conversation_id: int, row: S) -> None:
         """A stored row's new values (same id)."""
@@ -148,12 +164,16 @@ class ConversationTails(Generic[S]):
         tail = self._wrote(channel_id) if channel_id is not None else None
         if tail is None:
             return
-        for index, old in enumerate(tail.rows):
+        before = tail.cost()
+        for index in range(len(tail.rows) - 1, -1, -1):  # usually the newest: a reply just finished
+            old = tail.rows[index]
             if old.id == row.id:
                 tail.rows[index] = row
                 tail.chars += len(row.content) - len(old.content)
                 tail.trim()
-                return
+                break
+        self.cost += tail.cost() - before
+        self._evict()
 
     def deleted(self, conversation_ids: Sequence[int], row_ids: Sequence[int]) -> None:
         gone = set(row_ids)
@@ -161,12 +181,17 @@ class ConversationTails(Generic[S]):
             channel_id = self._channel(conversation_id)
             tail = self._wrote(channel_id) if channel_id is not None else None
             if tail is not None:
+                before = tail.cost()
                 tail.rows = [row for row in tail.rows if row.id not in gone]
                 tail.chars = sum(len(row.content) for row in tail.rows)
+                self.cost += tail.cost() - before
 
     def reset(self, channel_id: int) -> None:
         """The channel's conversation is now empty."""
         self._wrote(channel_id)
+        old = self._tails.get(channel_id)
+        if old is not None:
+            self.cost -= old.cost()
         self._tails[channel_id] = _Tail(whole=True)
         self._tails.move_to_end(channel_id)
         self._evict()

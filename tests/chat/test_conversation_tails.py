@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services.conversation_tails import TAIL_ROWS, ConversationTails
+from bot.services.conversation_tails import ROW_COST, TAIL_ROWS, TAILS_MEMORY, ConversationTails
 from bot.services.conversations import ConversationStore, Turn
 
 CHANNELS = (1000, 1001, 1002)
@@ -98,6 +98,7 @@ async def test_every_kind_of_write_keeps_contexts_equal_to_the_database(
         exclude = {i for ids in rng.sample(turns[channel], min(2, len(turns[channel]))) for i in ids}
         got = await store.recent(channel, room, "chars", exclude=exclude)
         assert got == await truth(db_sessions, channel, room, exclude=exclude), f"step {step}"
+        assert store.tails.cost == sum(tail.cost() for tail in store.tails._tails.values()), f"step {step}"
 
 
 async def test_a_read_overtaken_by_a_write_keeps_nothing_stale(
@@ -120,8 +121,8 @@ async def test_a_context_longer_than_the_tail_is_read_past_it(
     db_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     store = ConversationStore(db_sessions)
-    for i in range(TAIL_ROWS):  # twice the tail's rows
-        await store.append(CHANNELS[0], GUILD, [question(f"q{i}"), Turn(role="assistant", content=f"a{i}")])
+    exchanges = [[question(f"q{i}"), Turn(role="assistant", content=f"a{i}")] for i in range(TAIL_ROWS)]
+    await store.append(CHANNELS[0], GUILD, [turn for pair in exchanges for turn in pair])  # twice the tail
     small = await store.recent(CHANNELS[0], 30, "chars")  # one exchange; the read fills the tail
     everything = await store.recent(CHANNELS[0], 1_000_000, "chars")
     assert small == await truth(db_sessions, CHANNELS[0], 30)
@@ -154,3 +155,15 @@ def test_rows_read_while_the_channel_was_written_are_not_kept() -> None:
     assert kept is not None
     rows, whole, below = kept
     assert [r.content for r in rows] == ["next", "new"] and whole and below == 1
+
+
+def test_all_tails_together_stay_under_their_memory_cap() -> None:
+    tails: ConversationTails[Turn] = ConversationTails()
+    text = "z" * 60_000  # about a channel's whole text allowance in one row
+    channels = range(1, 1 + 2 * TAILS_MEMORY // (len(text) + ROW_COST))
+    for channel in channels:
+        mark = tails.start_read(channel)
+        tails.end_read(channel, mark, [row(channel * 10, text)], whole=True)
+        assert tails.cost <= TAILS_MEMORY
+    assert tails.newest_first(channels[-1]) is not None  # the most recent are kept
+    assert tails.newest_first(channels[0]) is None  # the least recent went first
