@@ -26,7 +26,7 @@ TAIL_CHARS = 64 * 1024
 """Text kept per channel; a context needing more is read from the database."""
 TAIL_CHANNELS = 512
 """Channels kept; the least recently used is dropped first."""
-ROW_COST = 320
+ROW_COST = 512
 """What keeping a row costs besides its text, in bytes (the Turn and its fields), for `TAILS_MEMORY`."""
 TAILS_MEMORY = 32 * 1024 * 1024
 """Bytes all tails may take (text + `ROW_COST` a row); the least recently used channels go first."""
