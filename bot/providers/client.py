@@ -113,6 +113,7 @@ class ProviderClient:
             *DEFAULT_CLOSED_SOURCE_PATTERNS,
             *(pattern for c in providers for pattern in c.closed_source),
         )
+        self._closed_answers: dict[str, bool] = {}
 
     # --- introspection ------------------------------------------------------------------------------
 
@@ -136,8 +137,13 @@ class ProviderClient:
 
     def is_closed_source(self, model: str) -> bool:
         """Whether `model` counts as closed-source: the built-in patterns plus each provider's
-        `closed_source` globs."""
-        return is_closed_source(model, self._closed_patterns)
+        `closed_source` globs. Asked on every chat turn, so each model's answer is kept."""
+        answer = self._closed_answers.get(model)
+        if answer is None:
+            if len(self._closed_answers) >= 1024:
+                self._closed_answers.clear()
+            answer = self._closed_answers[model] = is_closed_source(model, self._closed_patterns)
+        return answer
 
     def default_model(self, provider: str, kind: ModelKind = "chat") -> str | None:
         """The model `provider` uses for `kind` when a request names none, as far as it is known

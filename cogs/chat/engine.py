@@ -33,9 +33,10 @@ NOT_LATEST = "Only the latest reply in this channel can be regenerated."
 SHUTTING_DOWN = "I'm restarting right now; please ask again in a minute."
 # How many recently finished generations (Stop) and private turns (Regenerate) the engine remembers.
 RECENT_LIMIT = 1024
-# The typing indicator starts only when the first message is not out this soon: it is for a slow answer,
-# and a turn's first milliseconds belong to its provider request.
-TYPING_AFTER = 0.05
+# The typing indicator starts only when the first message is not out this soon: it is for a slow answer.
+# A turn's first milliseconds belong to its provider request, and in a busy moment (a burst of questions)
+# an indicator for every answer only slows the answers down.
+TYPING_AFTER = 0.2
 SettingsKey = tuple[int | None, int, int | None]
 
 

@@ -453,6 +453,14 @@ async def test_calls_waiting_together_are_one_statement_and_a_denied_one_charges
     assert len(inserts) == 2  # the first call alone, then the three waiting calls in one statement
 
 
+async def test_a_long_batch_is_the_statement_sqlalchemy_would_compile_without_compiling_it(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    counter = QuotaService(db_sessions).counter
+    for rows in (3, 4, 7, 38, 96):
+        assert counter._take_sql(rows) == counter._compile_take(rows)
+
+
 async def test_a_denied_call_charges_nothing_postgresql(pg_engine: AsyncEngine, clock: FakeClock) -> None:
     await _denied_call_charges_nothing(create_sessionmaker(pg_engine), clock)
 
