@@ -240,6 +240,7 @@ class Concord(commands.AutoShardedBot):
         await self.catalog.close()
         await self.fetcher.close()
         await self.write_budget.close()
+        await self.group_commit.close()  # last: writes of turns that ended at shutdown commit
 
     async def on_ready(self) -> None:
         assert self.user is not None

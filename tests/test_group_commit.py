@@ -70,6 +70,21 @@ async def test_one_units_error_is_not_anothers(db_engine: AsyncEngine) -> None:
         assert await connection.scalar(text("SELECT count(*) FROM conversations")) == 1  # once, not twice
 
 
+async def test_closing_lets_submitted_work_commit_and_returns_its_connection(db_engine: AsyncEngine) -> None:
+    group = GroupCommit(db_engine)
+
+    async def slow(connection: AsyncConnection) -> str:
+        await asyncio.sleep(0.05)
+        return await note(connection, "late")
+
+    pending = group.submit(slow)  # submitted, not yet run, when shutdown begins
+    await group.close()
+    assert pending.done() and pending.result() == "late"
+    assert db_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with db_engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM conversations")) == 1
+
+
 async def test_a_turns_quota_and_question_commit_together(
     db_engine: AsyncEngine, db_sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -12,6 +12,7 @@ transaction of its own, so one unit's error never becomes another's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,13 @@ class GroupCommit:
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         return future
+
+    async def close(self) -> None:
+        """At shutdown, before the engine is disposed: the work already submitted runs and commits, so
+        no write is lost and no connection is left checked out."""
+        while self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await self._flusher
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # the units submitted in the same moment join this transaction
