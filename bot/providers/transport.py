@@ -228,7 +228,7 @@ class StreamReader:
 
     def _release(self) -> None:
         self._resume = None
-        if self._transport is not None and self._transport.is_reading() is False:
+        if self._transport is not None and not self._transport.is_reading():
             self._transport.resume_reading()
 
     async def read_all(self, limit: int) -> bytes:
