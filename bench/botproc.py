@@ -4,13 +4,16 @@ Runs in its own process (the emulators and the driver stay in the parent), so it
 are the bot's alone. Counts every database round trip (SQLAlchemy cursor executes, commits, rollbacks)
 and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
 `stats`, `reset`, `lag on` / `lag off`, `trace on` / `trace off` (what each round trip was),
-`clear_peak` (resets the peak-RSS mark), `memory` (top allocations, with BENCH_TRACEMALLOC=1).
+`clear_peak` (resets the peak-RSS mark), `memory` (top allocations, with BENCH_TRACEMALLOC=1),
+`profile on` / `profile off PATH` (cProfile of the event-loop thread, written to PATH for `pstats`;
+it slows the bot down, so no figures while it runs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import gc
 import json
 import os
@@ -51,6 +54,7 @@ class Counters:
 
 
 COUNTERS = Counters()
+PROFILER = cProfile.Profile()
 
 
 def _time_gc(phase: str, info: dict[str, int]) -> None:
@@ -157,6 +161,14 @@ async def serve_control() -> None:
             answer = {"ok": True}
         elif command in ("trace on", "trace off"):
             COUNTERS.tracing = command == "trace on"
+            answer = {"ok": True}
+        elif command == "profile on":
+            PROFILER.enable()
+            answer = {"ok": True}
+        elif command.startswith("profile off "):
+            PROFILER.disable()
+            PROFILER.dump_stats(command.removeprefix("profile off "))
+            PROFILER.clear()
             answer = {"ok": True}
         elif command == "memory":
             answer = {"top": memory_top()}

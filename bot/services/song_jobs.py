@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import ConcordError
@@ -383,19 +383,20 @@ class SongJobStore:
             )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def next_due(self, now: datetime) -> datetime | None:
-        """When the next active job is due (or its lease frees up), for the runner's sleep."""
+    async def next_due(self) -> datetime | None:
+        """When the runner next has work: the earliest check of an unheld active job, or the earliest end
+        of a lease on one (another process may have died holding it). One statement."""
+        held = Job.lease_owner.is_not(None)
         async with self.sessions() as session:
-            value = await session.scalar(
-                select(func.min(Job.next_poll_at)).where(
-                    Job.kind == KIND, Job.status.in_(ACTIVE), Job.lease_owner.is_(None)
+            row = (
+                await session.execute(
+                    select(
+                        func.min(case((held, None), else_=Job.next_poll_at)),
+                        func.min(case((held, Job.lease_expires_at), else_=None)),
+                    ).where(Job.kind == KIND, Job.status.in_(ACTIVE))
                 )
-            )
-            lease_end = await session.scalar(
-                select(func.min(Job.lease_expires_at)).where(
-                    Job.kind == KIND, Job.status.in_(ACTIVE), Job.lease_owner.is_not(None)
-                )
-            )
+            ).one()
+        value, lease_end = row
         candidates = [t for t in (aware(value), aware(lease_end)) if t is not None]
         return min(candidates) if candidates else None
 
@@ -508,25 +509,34 @@ class SongJobRunner:
                 log.info("Released %d song job lease(s) at shutdown", released)
 
     async def _loop(self) -> None:
+        # An idle round is one read (`next_due`): jobs are claimed only when one is due, or when this
+        # process just created one (`wake`).
+        due: datetime | None = self._clock()  # at start: jobs left by a restart are due now
         while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("The song job runner failed a round; trying again shortly")
-            await self._sleep_until_due()
+            if due is not None and due <= self._clock():
+                try:
+                    await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("The song job runner failed a round; trying again shortly")
+            due = await self._sleep_until_due()
 
-    async def _sleep_until_due(self) -> None:
+    async def _sleep_until_due(self) -> datetime | None:
+        """Sleep until the next job is due (at most the idle pause); returns when work is due."""
         now = self._clock()
         pause = self._idle
+        due: datetime | None = None
         with contextlib.suppress(Exception):
-            due = await self.store.next_due(now)
-            if due is not None:
-                pause = min(pause, max(0.05, (due - now).total_seconds()))
+            due = await self.store.next_due()
+        if due is not None:
+            pause = min(pause, max(0.05, (due - now).total_seconds()))
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._wake.wait(), pause)
+        except TimeoutError:
+            return due
+        return self._clock()  # woken: a job was just created or changed
 
     async def run_once(self) -> int:
         """Claim the due jobs and start working on each; returns how many were claimed."""

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.providers.errors import AttemptRecord, CapabilityUnavailable, ProviderUnavailable
 from bot.providers.types import SunoClip
@@ -304,3 +305,64 @@ async def test_a_clip_that_cannot_be_posted_is_given_up_after_some_attempts(
     assert job.status == FAILED and "could not post it" in (job.error or "")
     assert job.attempts == 10
     assert delivery.progress[-1] == [FAILED]
+
+
+async def test_next_due_is_the_earliest_unheld_check_or_lease_end(store: SongJobStore, clock: Clock) -> None:
+    assert await store.next_due() is None
+    first, second = await make(store, clock)
+    assert await store.next_due() == clock() + timedelta(seconds=1)  # both checks are due then
+
+    clock.advance(2)
+    [claimed] = await store.claim("r", clock(), 10, 1)  # held until now + 10 s; the other is overdue
+    assert await store.next_due() == clock() - timedelta(seconds=1)
+    await store.claim("r", clock(), 10, 1)
+    assert await store.next_due() == clock() + timedelta(seconds=10)  # only leases are left
+
+    assert claimed.id in (first.id, second.id)
+    assert await store.cancel(first.group_id, 7, clock()) == 2
+    assert await store.next_due() is None  # finished jobs are never due
+
+
+async def test_an_idle_runner_only_reads_and_claims_a_job_once_it_is_due(
+    store: SongJobStore, db_engine: AsyncEngine
+) -> None:
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split()[0])
+
+    suno, delivery = FakeSuno(), FakeDelivery()
+    runner = SongJobRunner(store, suno, POLICY, idle=0.05, owner="r")
+    runner.attach(delivery)
+    event.listen(db_engine.sync_engine, "before_cursor_execute", record)
+    try:
+        runner.enable()
+        await asyncio.sleep(0.3)
+        idle_rounds = list(statements)
+        # Created by "another process": the runner is not woken, it finds the job by reading.
+        now = datetime.now(UTC)
+        await store.create_group(
+            user_id=7,
+            guild_id=1,
+            channel_id=2,
+            provider="air",
+            clip_ids=["c1"],
+            request={"prompt": "sea", "model": "chirp-v3-5"},
+            interaction_token="tok",
+            interaction_expires_at=now + timedelta(minutes=15),
+            first_poll_at=now + timedelta(seconds=0.2),
+            now=now,
+        )
+        for _ in range(100):
+            if delivery.channel:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.stop()
+        event.remove(db_engine.sync_engine, "before_cursor_execute", record)
+
+    # One claim (an UPDATE) at start, for jobs a restart left; then several rounds of one read each.
+    assert idle_rounds[0] == "UPDATE"
+    assert idle_rounds.count("SELECT") >= 3 and set(idle_rounds[1:]) == {"SELECT"}
+    [job] = await store.for_user(7)
+    assert job.status == DONE and delivery.channel == [job.marker]
