@@ -112,13 +112,20 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
     markers = [c.strip() for c in reply_chunks()]
     warm = await mention(bench, user, channel, "warm up")  # first-use costs are not a reply's
     await wait_until(lambda: final_reply_after(bench, channel, warm["id"]), 60, "the warm-up reply")
-    # The bot's idle CPU (heartbeats, lag sampler) over a reply's length, subtracted from each reply.
-    before = await bench.bot.stats()
-    await asyncio.sleep(idle)
-    idle_per_s = ((await bench.bot.stats())["cpu_s"] - before["cpu_s"]) / idle
-    cpu.extra["idle_cpu_ms_per_s"] = round(idle_per_s * 1000, 2)
+    # The bot's idle CPU (heartbeats, the song runner's reads) over a reply's length is subtracted from
+    # each reply. Its rate is pooled over every quiet wait of the runs (a periodic task that falls into
+    # one short window or not would otherwise swing the figure by several ms).
+    idle_cpu = idle_time = 0.0
+    spent: list[tuple[float, float]] = []  # (CPU seconds, wall seconds) of each reply
+    await asyncio.sleep(SETTLE)  # the warm-up reply's last writes are behind it
     for run in range(runs):
+        quiet = await bench.bot.stats()
+        quiet_from = time.monotonic()
+        if run == 0:
+            await asyncio.sleep(idle)
         await channel_alone(bench, channel)
+        idle_cpu += (await bench.bot.stats())["cpu_s"] - quiet["cpu_s"]
+        idle_time += time.monotonic() - quiet_from
         bench.gateway.streamed.clear()
         await bench.bot.ask("reset")
         before = await bench.bot.stats()
@@ -129,7 +136,7 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
         elapsed = time.monotonic() - started
         await asyncio.sleep(SETTLE)
         after = await bench.bot.stats()
-        cpu.samples.append((after["cpu_s"] - before["cpu_s"] - idle_per_s * (elapsed + SETTLE)) * 1000)
+        spent.append((after["cpu_s"] - before["cpu_s"], elapsed + SETTLE))
         trips.samples.append(after["round_trips"] - before["round_trips"])
         limited.samples.append(len(bench.emu.rate_limited) - limited_before)
         emptied = sum(
@@ -149,6 +156,10 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
         else:
             lag.extra.setdefault("incomplete_runs", 0)
             lag.extra["incomplete_runs"] += 1
+    idle_per_s = idle_cpu / idle_time
+    cpu.samples = [(used - idle_per_s * seconds) * 1000 for used, seconds in spent]
+    cpu.extra["idle_cpu_ms_per_s"] = round(idle_per_s * 1000, 2)
+    cpu.extra["idle_seconds_pooled"] = round(idle_time, 1)
     bench.gateway.stream_chunks = None
     bench.gateway.chunk_interval = 0.0
     return {f.name: f for f in (cpu, lag, final, limited, trips)}
