@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import history, load, media, process, quotas, reply
+from bench import history, load, media, process, quotas, reply, voice
 from bench.results import Figure, machine, table, write_results
 from bench.world import bench_world
 
@@ -33,6 +33,7 @@ FAMILIES: dict[str, Callable[[bool], Any]] = {
     "history": history.run,
     "quotas": quotas.run,
     "media": media.run,
+    "voice": voice.run,
     "conversations": load.conversations_memory,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"

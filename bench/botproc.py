@@ -5,8 +5,9 @@ are the bot's alone. Counts every database round trip (SQLAlchemy cursor execute
 and samples event-loop lag. Commands, one per stdin line, answered with one JSON line on stdout:
 `stats`, `reset`, `lag on` / `lag off`, `trace on` / `trace off` (what each round trip was),
 `clear_peak` (resets the peak-RSS mark), `memory` (top allocations, with BENCH_TRACEMALLOC=1),
-`profile on` / `profile off PATH` (cProfile of the event-loop thread, written to PATH for `pstats`;
-it slows the bot down, so no figures while it runs).
+`voice` (when each Opus packet was played, with BENCH_VOICE=loopback), and `profile on` /
+`profile off PATH` (cProfile of the event-loop thread, written to PATH for `pstats`; it slows the bot
+down, so no figures while it runs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import cProfile
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,8 @@ class Counters:
         self.trace: list[str] = []
         self.gc_started = 0.0
         self.gc_pauses: list[tuple[int, float]] = []
+        self.voice_packets: list[float] = []
+        """When each Opus packet of speech was handed to the voice connection (BENCH_VOICE=loopback)."""
         """(generation, seconds) of each garbage collection since the last reset."""
         """What each round trip was (statement start, COMMIT, ROLLBACK), kept while `trace on`."""
 
@@ -47,6 +51,7 @@ class Counters:
         self.lags = []
         self.trace = []
         self.gc_pauses = []
+        self.voice_packets = []
 
     def note(self, what: str) -> None:
         if self.tracing:
@@ -97,6 +102,9 @@ def stats() -> dict[str, Any]:
     status = proc_status()
     return {
         "cpu_s": time.process_time(),  # every thread of this process, ns resolution
+        # Child processes (FFmpeg for voice) once they have exited and been waited for.
+        "children_cpu_s": (children := resource.getrusage(resource.RUSAGE_CHILDREN)).ru_utime
+        + children.ru_stime,
         "executes": COUNTERS.executes,
         "commits": COUNTERS.commits,
         "rollbacks": COUNTERS.rollbacks,
@@ -170,6 +178,8 @@ async def serve_control() -> None:
             PROFILER.dump_stats(command.removeprefix("profile off "))
             PROFILER.clear()
             answer = {"ok": True}
+        elif command == "voice":
+            answer = {"packets": list(COUNTERS.voice_packets)}
         elif command == "memory":
             answer = {"top": memory_top()}
         elif command == "clear_peak":
@@ -183,12 +193,35 @@ async def serve_control() -> None:
     os._exit(0)  # the parent went away: stop at once
 
 
+def use_loopback_voice() -> None:
+    """Voice as the tests have it: the real discord.py VoiceClient, player thread, FFmpeg and Opus
+    encoder, with only the voice server's edges (websocket, UDP) loopback; each packet's time is kept."""
+    from bot.app import Concord
+    from tests.e2e.voice_loopback import LoopbackVoiceClient
+
+    class TimedVoiceClient(LoopbackVoiceClient):
+        def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None:
+            super().send_audio_packet(data, encode=encode)
+            if encode:
+                COUNTERS.voice_packets.append(time.monotonic())
+
+    setup_hook = Concord.setup_hook
+
+    async def with_loopback_voice(self: Concord) -> None:
+        self.voice.client_cls = TimedVoiceClient
+        await setup_hook(self)
+
+    Concord.setup_hook = with_loopback_voice  # type: ignore[method-assign]
+
+
 async def main() -> None:
     # Imported here so the counters above are installed before the bot creates its engine.
     from bot import __main__ as cli
     from bot.config import load_settings
     from bot.logging_setup import setup_logging
 
+    if os.environ.get("BENCH_VOICE") == "loopback":
+        use_loopback_voice()
     settings = load_settings()
     setup_logging(settings.log_level)
     tasks = [asyncio.create_task(sample_lag()), asyncio.create_task(serve_control())]
