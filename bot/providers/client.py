@@ -258,36 +258,15 @@ class ProviderClient:
             while True:
                 data = await read()
                 events = decoder.feed(data) if data else decoder.flush()
-                # The text of one read comes out as one chunk per run of a choice: a held stream reads
-                # many tokens at once, and each item costs a step of every generator above this one.
-                pieces: list[str] = []
-                piece_index, piece_finish = 0, None
-                done = False
-                broken: Exception | None = None
-                try:
-                    for event in events:
-                        if event.is_done:
-                            done = True
-                            break
-                        for index, text, finish_reason in parse_chunk(event.json()):
-                            if finish_reason and index == 0:
-                                finish = finish_reason
-                            if not text:
-                                continue
-                            if pieces and index != piece_index:
-                                yield ChatChunk("".join(pieces), p.name, piece_index, piece_finish)
-                                pieces, piece_finish = [], None
-                            pieces.append(text)
-                            piece_index, piece_finish = index, finish_reason or piece_finish
-                except Exception as exc:  # the text before a malformed event still counts as arrived
-                    broken = exc
-                if pieces:
-                    yield ChatChunk("".join(pieces), p.name, piece_index, piece_finish)
-                if broken is not None:
-                    raise broken
-                if done:
-                    yield _Done(finish)
-                    return
+                for event in events:
+                    if event.is_done:
+                        yield _Done(finish)
+                        return
+                    for index, text, finish_reason in parse_chunk(event.json()):
+                        if finish_reason and index == 0:
+                            finish = finish_reason
+                        if text:
+                            yield ChatChunk(text, p.name, index, finish_reason)
                 if not data:
                     if finish is not None:
                         # Ended cleanly after a finish_reason but without [DONE]: the answer is whole.

@@ -149,8 +149,7 @@ class ChatResponse:
 
 @dataclass(frozen=True, slots=True)
 class ChatChunk:
-    """A piece of streamed text: what one read of the stream brought for one choice (several of the
-    model's tokens when they arrived together). Only chunks that carry text are yielded."""
+    """A piece of streamed text. Only chunks that carry text are yielded."""
 
     text: str
     provider: str
