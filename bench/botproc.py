@@ -39,12 +39,12 @@ class Counters:
         self.lags: list[float] = []
         self.tracing = False
         self.trace: list[str] = []
+        """What each round trip was (statement start, COMMIT, ROLLBACK), kept while `trace on`."""
         self.gc_started = 0.0
         self.gc_pauses: list[tuple[int, float]] = []
+        """(generation, seconds) of each garbage collection since the last reset."""
         self.voice_packets: list[float] = []
         """When each Opus packet of speech was handed to the voice connection (BENCH_VOICE=loopback)."""
-        """(generation, seconds) of each garbage collection since the last reset."""
-        """What each round trip was (statement start, COMMIT, ROLLBACK), kept while `trace on`."""
 
     def reset(self) -> None:
         self.executes = self.commits = self.rollbacks = 0

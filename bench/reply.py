@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import Figure, percentile
-from bench.world import Bench, bench_world, is_final, wait_until
+from bench.world import Bench, IdleCpu, bench_world, is_final, wait_until
 
 TOKENS = 200
 RATE = 40.0  # tokens per second
@@ -115,17 +115,12 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
     # The bot's idle CPU (heartbeats, the song runner's reads) over a reply's length is subtracted from
     # each reply. Its rate is pooled over every quiet wait of the runs (a periodic task that falls into
     # one short window or not would otherwise swing the figure by several ms).
-    idle_cpu = idle_time = 0.0
+    idle_cpu = IdleCpu()
     spent: list[tuple[float, float]] = []  # (CPU seconds, wall seconds) of each reply
     await asyncio.sleep(SETTLE)  # the warm-up reply's last writes are behind it
+    await idle_cpu.measure(bench.bot, asyncio.sleep(idle))
     for run in range(runs):
-        quiet = await bench.bot.stats()
-        quiet_from = time.monotonic()
-        if run == 0:
-            await asyncio.sleep(idle)
-        await channel_alone(bench, channel)
-        idle_cpu += (await bench.bot.stats())["cpu_s"] - quiet["cpu_s"]
-        idle_time += time.monotonic() - quiet_from
+        await idle_cpu.measure(bench.bot, channel_alone(bench, channel))
         bench.gateway.streamed.clear()
         await bench.bot.ask("reset")
         before = await bench.bot.stats()
@@ -156,10 +151,9 @@ async def streamed_replies(bench: Bench, runs: int, idle: float) -> dict[str, Fi
         else:
             lag.extra.setdefault("incomplete_runs", 0)
             lag.extra["incomplete_runs"] += 1
-    idle_per_s = idle_cpu / idle_time
-    cpu.samples = [(used - idle_per_s * seconds) * 1000 for used, seconds in spent]
-    cpu.extra["idle_cpu_ms_per_s"] = round(idle_per_s * 1000, 2)
-    cpu.extra["idle_seconds_pooled"] = round(idle_time, 1)
+    cpu.samples = [(used - idle_cpu.per_s * seconds) * 1000 for used, seconds in spent]
+    cpu.extra["idle_cpu_ms_per_s"] = round(idle_cpu.per_s * 1000, 2)
+    cpu.extra["idle_seconds_pooled"] = round(idle_cpu.seconds, 1)
     bench.gateway.stream_chunks = None
     bench.gateway.chunk_interval = 0.0
     return {f.name: f for f in (cpu, lag, final, limited, trips)}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.results import Figure, percentile
-from bench.world import Bench, bench_world
+from bench.world import Bench, IdleCpu, bench_world
 from tests.e2e.voice_loopback import FRAMES_PER_SECOND, mp3_seconds, speech_mp3
 from tests.emulators.gateway import GatewayEmulator
 
@@ -83,12 +83,8 @@ async def run(quick: bool) -> list[Figure]:
             ) as bench:
                 bench.world.guild.set_voice_state(bench.world.member, bench.world.voice)
                 await asyncio.sleep(0.5)  # the voice state reaches the bot
-                idle_before = await bench.bot.stats()
-                idle_from = time.monotonic()
-                await asyncio.sleep(1.0 if quick else 3.0)
-                idle_stats = await bench.bot.stats()
-                idle_per_s = (idle_stats["cpu_s"] - idle_before["cpu_s"]) / (time.monotonic() - idle_from)
-                cpu.extra["idle_cpu_ms_per_s"] = round(idle_per_s * 1000, 2)
+                idle_cpu = IdleCpu()
+                await idle_cpu.measure(bench.bot, asyncio.sleep(1.0 if quick else 3.0))
                 ffmpeg: list[float] = []
                 for run_index in range(2 if quick else 8):
                     before = await bench.bot.stats()
@@ -98,13 +94,14 @@ async def run(quick: bool) -> list[Figure]:
                     if run_index == 0:
                         continue  # joining costs more than speaking; the rest are speech alone
                     elapsed = time.monotonic() - started
-                    used = after["cpu_s"] - before["cpu_s"] - idle_per_s * elapsed
+                    used = after["cpu_s"] - before["cpu_s"] - idle_cpu.per_s * elapsed
                     cpu.samples.append(used * 1000 / seconds)
                     ffmpeg.append((after["children_cpu_s"] - before["children_cpu_s"]) * 1000 / seconds)
                     between = gaps_ms(played)
                     gaps.samples.append(percentile(between, 0.99))
                     gaps.extra["max_ms"] = round(max([*between, gaps.extra.get("max_ms", 0.0)]), 2)
                     gaps.extra["packets"] = len(played)
+                cpu.extra["idle_cpu_ms_per_s"] = round(idle_cpu.per_s * 1000, 2)
                 if ffmpeg:
                     cpu.extra["ffmpeg_cpu_ms_per_s"] = round(sorted(ffmpeg)[len(ffmpeg) // 2], 2)
         finally:

@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,26 @@ class BotProcess:
                 await self.process.wait()
         if self._reader is not None:
             self._reader.cancel()
+
+
+@dataclass
+class IdleCpu:
+    """The bot's CPU rate while nothing is asked of it (heartbeats, the song runner's reads), pooled over
+    every quiet wait measured: one short window would catch a periodic task or miss it."""
+
+    cpu_s: float = 0.0
+    seconds: float = 0.0
+
+    async def measure(self, bot: BotProcess, quiet: Awaitable[Any]) -> None:
+        before = (await bot.stats())["cpu_s"]
+        started = time.monotonic()
+        await quiet
+        self.cpu_s += (await bot.stats())["cpu_s"] - before
+        self.seconds += time.monotonic() - started
+
+    @property
+    def per_s(self) -> float:
+        return self.cpu_s / self.seconds if self.seconds else 0.0
 
 
 def proc_kb(pid: int, key: str) -> int:

@@ -388,7 +388,7 @@ class SongJobStore:
         of a lease on one (another process may have died holding it). One statement."""
         held = Job.lease_owner.is_not(None)
         async with self.sessions() as session:
-            row = (
+            check, lease_end = (
                 await session.execute(
                     select(
                         func.min(case((held, None), else_=Job.next_poll_at)),
@@ -396,8 +396,7 @@ class SongJobStore:
                     ).where(Job.kind == KIND, Job.status.in_(ACTIVE))
                 )
             ).one()
-        value, lease_end = row
-        candidates = [t for t in (aware(value), aware(lease_end)) if t is not None]
+        candidates = [t for t in (aware(check), aware(lease_end)) if t is not None]
         return min(candidates) if candidates else None
 
 
